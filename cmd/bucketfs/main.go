@@ -1,0 +1,52 @@
+// Command bucketfs mounts S3-compatible object storage as a filesystem.
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := newRootCmd(runMount).Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "bucketfs: "+oneLine(err.Error()))
+		os.Exit(1)
+	}
+}
+
+// oneLine keeps an error message to a single line.
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// newRootCmd builds the command tree. run performs a mount; tests inject a
+// recorder to check flag parsing without mounting.
+func newRootCmd(run func(*mountOptions) error) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "bucketfs",
+		Short:         "Mount S3-compatible object storage (Tigris, AWS S3, MinIO) as a filesystem",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%v (see '%s --help')", err, c.CommandPath())
+	})
+	root.AddCommand(newMountCmd(run), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(c *cobra.Command, _ []string) {
+			fmt.Fprintln(c.OutOrStdout(), "bucketfs "+version)
+		},
+	})
+	return root
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	bfs "github.com/bucketfs/bucketfs/fs"
+	"github.com/bucketfs/bucketfs/store"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+)
+
+func newMountCmd(run func(*mountOptions) error) *cobra.Command {
+	o := &mountOptions{}
+	c := &cobra.Command{
+		Use:   "mount [flags] [BUCKET[/PREFIX]] MOUNTPOINT",
+		Short: "Mount a bucket, a prefix of one, or all buckets (read-only)",
+		Long: `Mount a bucket (or a prefix inside it) at MOUNTPOINT. Without BUCKET the
+mount root lists every bucket of the account as a directory.
+
+Credentials, region, profile and endpoint come from the standard AWS chain
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_REGION,
+AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, ~/.aws/config); flags win.
+
+bucketfs runs in the foreground until the mount is unmounted (umount
+MOUNTPOINT) or it gets SIGINT or SIGTERM, which unmount it.`,
+		Example: `  bucketfs mount --endpoint https://t3.storage.dev --region auto my-bucket /mnt/sets
+  bucketfs mount --endpoint http://127.0.0.1:9000 --path-style my-bucket/2024 /mnt/2024`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := o.finish(args); err != nil {
+				return err
+			}
+			return run(o)
+		},
+	}
+	bindFlags(c.Flags(), o)
+	return c
+}
+
+// runMount checks what it can, mounts, and serves until unmounted.
+func runMount(o *mountOptions) error {
+	log, err := newLogger(o)
+	if err != nil {
+		return err
+	}
+	mnt, err := checkMountpoint(o.Mountpoint)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	st, err := store.NewS3(ctx, store.S3Config{Endpoint: o.Endpoint, Region: o.Region, Profile: o.Profile, PathStyle: o.PathStyle})
+	if err != nil {
+		return fmt.Errorf("loading AWS configuration: %v", err)
+	}
+	if err := checkStore(ctx, st, o); err != nil {
+		return err
+	}
+
+	cfg := bfs.Config{
+		Store:       st,
+		Log:         log.WithField("component", "fs"),
+		Bucket:      o.Bucket,
+		Prefix:      o.Prefix,
+		UID:         o.UID,
+		GID:         o.GID,
+		FileMode:    o.FileMode,
+		DirMode:     o.DirMode,
+		MetadataTTL: o.MetadataTTL,
+		NegativeTTL: o.NegativeTTL,
+	}
+	server, err := bfs.Mount(mnt, cfg, bfs.MountOptions{AllowOther: o.AllowOther, Debug: o.DebugFUSE})
+	if err != nil {
+		return fmt.Errorf("mounting %s: %v", mnt, err)
+	}
+	mlog := log.WithFields(logrus.Fields{"component": "mount", "mountpoint": mnt, "bucket": o.Bucket, "prefix": o.Prefix})
+	mlog.Info("mounted")
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		sig, ok := <-sigs
+		if !ok {
+			return
+		}
+		mlog.WithField("signal", sig.String()).Info("unmounting")
+		if err := server.Unmount(); err != nil {
+			// Busy (files open): detach now; the kernel finishes the
+			// unmount when the last file closes.
+			mlog.WithError(err).Warn("unmount failed; detaching lazily")
+			if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
+				mlog.WithError(err).Error("lazy unmount failed")
+			}
+		}
+	}()
+	server.Wait()
+	mlog.Info("unmounted")
+	return nil
+}
+
+func newLogger(o *mountOptions) (*logrus.Logger, error) {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	lvl, err := logrus.ParseLevel(o.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", o.LogLevel)
+	}
+	log.SetLevel(lvl)
+	if o.LogFormat == "json" {
+		log.SetFormatter(&logrus.JSONFormatter{})
+	} else {
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	}
+	return log, nil
+}
+
+// checkMountpoint returns the absolute mountpoint, or why it cannot be used.
+func checkMountpoint(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("mountpoint %s: %v", path, err)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, syscall.ENOTCONN):
+		return "", fmt.Errorf("mountpoint %s is a disconnected FUSE mount (a daemon that died?); clear it with: umount -l %s", abs, abs)
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("mountpoint %s does not exist", abs)
+	case err != nil:
+		return "", fmt.Errorf("mountpoint %s: %v", abs, err)
+	case !fi.IsDir():
+		return "", fmt.Errorf("mountpoint %s is not a directory", abs)
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	mounted, err := isMountpoint(abs)
+	if err != nil {
+		return "", err
+	}
+	if mounted {
+		return "", fmt.Errorf("mountpoint %s is already a mount; unmount it first: umount %s", abs, abs)
+	}
+	return abs, nil
+}
+
+// isMountpoint reports whether dir is the mount point of a mount in this
+// process's namespace.
+func isMountpoint(dir string) (bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, fmt.Errorf("reading mount table: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && unescapeMountinfo(fields[4]) == dir {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for space) of mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range s[i+1 : i+4] {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + byte(c-'0')
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// checkStore makes one bounded request that proves the endpoint answers, the
+// credentials work and the bucket exists.
+func checkStore(ctx context.Context, st store.Store, o *mountOptions) error {
+	ctx, cancel := context.WithTimeout(ctx, o.StartupTimeout)
+	defer cancel()
+	var err error
+	if o.Bucket == "" {
+		_, err = st.ListBuckets(ctx)
+	} else {
+		_, err = st.List(ctx, store.ListInput{Bucket: o.Bucket, Prefix: o.Prefix, MaxKeys: 1})
+	}
+	if err == nil {
+		return nil
+	}
+	return describeStoreErr(err, o)
+}
+
+// describeStoreErr turns a failed start-up request into one clear sentence.
+func describeStoreErr(err error, o *mountOptions) error {
+	ep := endpointName(o)
+	code := store.ErrorCode(err)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("endpoint %s unreachable: no answer within %s", ep, o.StartupTimeout)
+	case errors.Is(err, store.ErrUnreachable):
+		return fmt.Errorf("endpoint %s unreachable: %v", ep, rootCause(err))
+	case errors.Is(err, store.ErrNotFound) && o.Bucket != "":
+		return fmt.Errorf("bucket %q not found at %s", o.Bucket, ep)
+	case code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || code == "InvalidToken" || code == "ExpiredToken":
+		return fmt.Errorf("credentials rejected by %s (%s); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or --profile", ep, code)
+	case errors.Is(err, store.ErrAccessDenied):
+		what := "listing buckets"
+		if o.Bucket != "" {
+			what = fmt.Sprintf("bucket %q", o.Bucket)
+		}
+		return fmt.Errorf("access denied to %s by %s (%s); check the credentials and their permissions", what, ep, orStatus(code, "403"))
+	case strings.Contains(err.Error(), "retrieve credentials"):
+		return fmt.Errorf("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
+	}
+	return fmt.Errorf("checking %s: %v", ep, err)
+}
+
+func orStatus(code, status string) string {
+	if code != "" {
+		return code
+	}
+	return status
+}
+
+// rootCause returns the innermost error's text, e.g. "connection refused".
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			break
+		}
+		err = next
+	}
+	var se *store.Error
+	if errors.As(err, &se) && se.Err != nil {
+		return rootCause(se.Err)
+	}
+	return err.Error()
+}
+
+func endpointName(o *mountOptions) string {
+	for _, ep := range []string{o.Endpoint, os.Getenv("AWS_ENDPOINT_URL_S3"), os.Getenv("AWS_ENDPOINT_URL")} {
+		if ep != "" {
+			return ep
+		}
+	}
+	return "AWS S3"
+}

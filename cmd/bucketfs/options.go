@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// mountOptions is every setting of a mount. Its flag set (bindFlags) is the
+// one source of names, defaults and help text.
+type mountOptions struct {
+	// Positional
+	Bucket     string // empty: all buckets
+	Prefix     string // "" or ends in "/"
+	Mountpoint string
+
+	// S3
+	Endpoint  string
+	Region    string
+	PathStyle bool
+	Profile   string
+
+	// Presentation
+	UID, GID    uint32
+	FileMode    os.FileMode
+	DirMode     os.FileMode
+	AllowOther  bool
+	MetadataTTL time.Duration
+	NegativeTTL time.Duration
+
+	// Operation
+	StartupTimeout time.Duration
+	LogLevel       string
+	LogFormat      string
+	DebugFUSE      bool
+
+	fileModeStr, dirModeStr string
+}
+
+// Default metadata TTL: archives of finished recordings and model weights
+// change rarely, so five minutes saves a LIST per directory visit and a HEAD
+// per open while new uploads still appear within minutes.
+const (
+	defaultMetadataTTL = 5 * time.Minute
+	defaultNegativeTTL = 10 * time.Second
+)
+
+func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
+	fl.StringVar(&o.Endpoint, "endpoint", "", "S3 endpoint URL, e.g. https://t3.storage.dev (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS)")
+	fl.StringVar(&o.Region, "region", "", "region; Tigris uses auto (default: AWS_REGION or the profile's, else us-east-1)")
+	fl.BoolVar(&o.PathStyle, "path-style", false, "use path-style URLs (http://host/bucket/key), needed by MinIO and versitygw; Tigris wants virtual-hosted")
+	fl.StringVar(&o.Profile, "profile", "", "shared config profile (default: AWS_PROFILE or default)")
+	fl.Uint32Var(&o.UID, "uid", uint32(os.Getuid()), "owner of every file and directory (default: the mounting user)")
+	fl.Uint32Var(&o.GID, "gid", uint32(os.Getgid()), "group of every file and directory (default: the mounting user's group)")
+	fl.StringVar(&o.fileModeStr, "file-mode", "0644", "permission bits of files, in octal")
+	fl.StringVar(&o.dirModeStr, "dir-mode", "0755", "permission bits of directories, in octal")
+	fl.BoolVar(&o.AllowOther, "allow-other", false, "let users other than the mounting one access the mount")
+	fl.DurationVar(&o.MetadataTTL, "metadata-ttl", defaultMetadataTTL, "how long listings, lookups and attributes are cached")
+	fl.DurationVar(&o.NegativeTTL, "negative-metadata-ttl", defaultNegativeTTL, "how long a name that does not exist is remembered as missing")
+	fl.DurationVar(&o.StartupTimeout, "startup-timeout", 10*time.Second, "how long the checks before mounting wait for the endpoint")
+	fl.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	fl.BoolVar(&o.DebugFUSE, "debug-fuse", false, "log every FUSE request and reply (very verbose)")
+}
+
+// finish validates the options and parses the positional arguments
+// [BUCKET[/PREFIX]] MOUNTPOINT.
+func (o *mountOptions) finish(args []string) error {
+	switch len(args) {
+	case 1:
+		o.Mountpoint = args[0]
+	case 2:
+		target := strings.TrimPrefix(args[0], "s3://")
+		bucket, prefix, _ := strings.Cut(target, "/")
+		if bucket == "" {
+			return fmt.Errorf("bucket name missing in %q", args[0])
+		}
+		o.Bucket = bucket
+		prefix = strings.Trim(prefix, "/")
+		if prefix != "" {
+			o.Prefix = prefix + "/"
+		}
+		o.Mountpoint = args[1]
+	default:
+		return fmt.Errorf("expected [BUCKET[/PREFIX]] MOUNTPOINT, got %d arguments", len(args))
+	}
+	if o.Mountpoint == "" {
+		return fmt.Errorf("mountpoint missing")
+	}
+	var err error
+	if o.FileMode, err = parseMode("--file-mode", o.fileModeStr); err != nil {
+		return err
+	}
+	if o.DirMode, err = parseMode("--dir-mode", o.dirModeStr); err != nil {
+		return err
+	}
+	if o.MetadataTTL < 0 || o.NegativeTTL < 0 {
+		return fmt.Errorf("--metadata-ttl and --negative-metadata-ttl must not be negative")
+	}
+	if o.StartupTimeout <= 0 {
+		return fmt.Errorf("--startup-timeout must be positive")
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		return fmt.Errorf("--log-format must be text or json, not %q", o.LogFormat)
+	}
+	return nil
+}
+
+// parseMode parses octal permission bits such as 0644.
+func parseMode(flag, s string) (os.FileMode, error) {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o777 {
+		return 0, fmt.Errorf("%s: %q is not an octal mode between 0000 and 0777", flag, s)
+	}
+	return os.FileMode(v), nil
+}

@@ -1,0 +1,269 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bucketfs/bucketfs/store"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
+)
+
+// entry is one name in a directory.
+type entry struct {
+	name string
+	dir  bool
+	obj  store.Object // files only
+}
+
+// lookupResult caches the answer to a single-name lookup.
+type lookupResult struct {
+	e     entry
+	found bool
+	at    time.Time
+}
+
+// dirNode is a directory: a bucket or a prefix inside one.
+type dirNode struct {
+	base
+
+	// Constant data
+	bucket string
+	prefix string // "" or ends in "/"
+
+	// Mutable state
+	mu       sync.Mutex // protects the following
+	entries  map[string]entry
+	names    []string // sorted names of entries
+	listedAt time.Time
+	lookups  map[string]lookupResult
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*dirNode)(nil))
+	_ = (gofs.NodeReaddirer)((*dirNode)(nil))
+	_ = (gofs.NodeGetattrer)((*dirNode)(nil))
+)
+
+// Getattr implements gofs.NodeGetattrer.
+func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.m.dirAttr(&out.Attr, d.StableAttr().Ino)
+	return 0
+}
+
+// Readdir implements gofs.NodeReaddirer. It lists the directory when the
+// cached listing is older than the metadata TTL.
+func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	entries, names, err := d.listing(ctx)
+	if err != nil {
+		return nil, toErrno(d.log(), err)
+	}
+	out := make([]fuse.DirEntry, 0, len(names))
+	for _, n := range names {
+		e := entries[n]
+		de := fuse.DirEntry{Name: n, Mode: fuse.S_IFREG, Ino: inoOf(d.bucket, d.prefix+n)}
+		if e.dir {
+			de.Mode = fuse.S_IFDIR
+			de.Ino = inoOf(d.bucket, d.prefix+n+"/")
+		}
+		out = append(out, de)
+	}
+	return gofs.NewListDirStream(out), 0
+}
+
+// Lookup implements gofs.NodeLookuper.
+func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if !validName(name) {
+		return nil, syscall.ENOENT
+	}
+	e, found, err := d.lookupEntry(ctx, name)
+	if err != nil {
+		return nil, toErrno(d.log().WithField("name", name), err)
+	}
+	if !found {
+		return nil, syscall.ENOENT
+	}
+	return d.childInode(ctx, e, out), 0
+}
+
+// lookupEntry answers from a fresh listing, then from the per-name cache,
+// then asks the store.
+func (d *dirNode) lookupEntry(ctx context.Context, name string) (entry, bool, error) {
+	now := d.m.now()
+	ttl, negTTL := d.m.cfg.MetadataTTL, d.m.cfg.NegativeTTL
+	d.mu.Lock()
+	if d.entries != nil && now.Sub(d.listedAt) < ttl {
+		e, ok := d.entries[name]
+		d.mu.Unlock()
+		return e, ok, nil
+	}
+	if r, ok := d.lookups[name]; ok {
+		age := now.Sub(r.at)
+		if (r.found && age < ttl) || (!r.found && age < negTTL) {
+			d.mu.Unlock()
+			return r.e, r.found, nil
+		}
+	}
+	d.mu.Unlock()
+
+	e, found, err := d.remoteLookup(ctx, name)
+	if err != nil {
+		return entry{}, false, err
+	}
+	d.mu.Lock()
+	if d.lookups == nil {
+		d.lookups = map[string]lookupResult{}
+	}
+	d.lookups[name] = lookupResult{e: e, found: found, at: now}
+	d.mu.Unlock()
+	return e, found, nil
+}
+
+// remoteLookup asks the store about one name: a HEAD of the key and a
+// one-key LIST of "name/" in parallel. A directory wins over an object of the
+// same name.
+func (d *dirNode) remoteLookup(ctx context.Context, name string) (entry, bool, error) {
+	key := d.prefix + name
+	var (
+		wg      sync.WaitGroup
+		obj     *store.Object
+		headErr error
+		page    *store.ListPage
+		listErr error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		obj, headErr = d.m.cfg.Store.Head(ctx, d.bucket, key)
+	}()
+	page, listErr = d.m.cfg.Store.List(ctx, store.ListInput{Bucket: d.bucket, Prefix: key + "/", Delimiter: "/", MaxKeys: 1})
+	wg.Wait()
+
+	isDir := listErr == nil && (len(page.Objects) > 0 || len(page.Prefixes) > 0)
+	if isDir {
+		if headErr == nil {
+			d.m.logOnce("object and directory share a name; showing the directory", d.bucket, key)
+		}
+		return entry{name: name, dir: true}, true, nil
+	}
+	if listErr != nil && !errors.Is(listErr, store.ErrNotFound) {
+		return entry{}, false, listErr
+	}
+	if headErr != nil {
+		if errors.Is(headErr, store.ErrNotFound) {
+			return entry{}, false, nil
+		}
+		return entry{}, false, headErr
+	}
+	return entry{name: name, obj: *obj}, true, nil
+}
+
+// listing returns the directory's entries, listing it if the cached listing
+// is older than the metadata TTL.
+func (d *dirNode) listing(ctx context.Context) (map[string]entry, []string, error) {
+	now := d.m.now()
+	d.mu.Lock()
+	if d.entries != nil && now.Sub(d.listedAt) < d.m.cfg.MetadataTTL {
+		defer d.mu.Unlock()
+		return d.entries, d.names, nil
+	}
+	d.mu.Unlock()
+
+	entries, err := d.listAll(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, 0, len(entries))
+	for n := range entries {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.entries, d.names, d.listedAt = entries, names, now
+	// A full listing supersedes single-name answers.
+	d.lookups = nil
+	return entries, names, nil
+}
+
+// listAll follows continuation tokens through the whole directory.
+func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
+	entries := map[string]entry{}
+	token := ""
+	for {
+		page, err := d.m.cfg.Store.List(ctx, store.ListInput{Bucket: d.bucket, Prefix: d.prefix, Delimiter: "/", Token: token})
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range page.Prefixes {
+			name := strings.TrimSuffix(p[len(d.prefix):], "/")
+			if !validName(name) {
+				d.m.logOnce("skipping key that cannot be a file name", d.bucket, p)
+				continue
+			}
+			if old, ok := entries[name]; ok && !old.dir {
+				d.m.logOnce("object and directory share a name; showing the directory", d.bucket, d.prefix+name)
+			}
+			entries[name] = entry{name: name, dir: true}
+		}
+		for _, o := range page.Objects {
+			if o.Key == d.prefix {
+				continue // this directory's own marker object
+			}
+			name := o.Key[len(d.prefix):]
+			if !validName(name) || strings.Contains(name, "/") {
+				d.m.logOnce("skipping key that cannot be a file name", d.bucket, o.Key)
+				continue
+			}
+			if old, ok := entries[name]; ok && old.dir {
+				d.m.logOnce("object and directory share a name; showing the directory", d.bucket, o.Key)
+				continue
+			}
+			entries[name] = entry{name: name, obj: o}
+		}
+		if page.NextToken == "" {
+			return entries, nil
+		}
+		token = page.NextToken
+	}
+}
+
+// childInode returns the inode for e, reusing the existing child so open
+// handles and kernel references stay valid, and fills out's attributes.
+func (d *dirNode) childInode(ctx context.Context, e entry, out *fuse.EntryOut) *gofs.Inode {
+	now := d.m.now()
+	if e.dir {
+		ino := inoOf(d.bucket, d.prefix+e.name+"/")
+		d.m.dirAttr(&out.Attr, ino)
+		if ch := d.GetChild(e.name); ch != nil {
+			if _, ok := ch.Operations().(*dirNode); ok {
+				return ch
+			}
+		}
+		child := &dirNode{base: base{m: d.m}, bucket: d.bucket, prefix: d.prefix + e.name + "/"}
+		return d.NewInode(ctx, child, gofs.StableAttr{Mode: fuse.S_IFDIR, Ino: ino})
+	}
+	if ch := d.GetChild(e.name); ch != nil {
+		if f, ok := ch.Operations().(*fileNode); ok {
+			f.setMeta(e.obj, now)
+			f.fillAttr(&out.Attr)
+			return ch
+		}
+	}
+	key := d.prefix + e.name
+	child := &fileNode{base: base{m: d.m}, bucket: d.bucket, key: key}
+	child.setMeta(e.obj, now)
+	child.fillAttr(&out.Attr)
+	return d.NewInode(ctx, child, gofs.StableAttr{Mode: fuse.S_IFREG, Ino: inoOf(d.bucket, key)})
+}
+
+func (d *dirNode) log() *logrus.Entry {
+	return d.m.log.WithFields(logrus.Fields{"bucket": d.bucket, "prefix": d.prefix})
+}

@@ -1,0 +1,216 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bucketfs/bucketfs/store"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
+)
+
+// fileNode is one object.
+type fileNode struct {
+	base
+
+	// Constant data
+	bucket string
+	key    string
+
+	// Mutable state
+	mu     sync.Mutex // protects the following
+	meta   store.Object
+	metaAt time.Time
+	// keptETag is the version whose pages the kernel may hold from an
+	// earlier open; opening the same version again keeps them.
+	keptETag string
+}
+
+var (
+	_ = (gofs.NodeGetattrer)((*fileNode)(nil))
+	_ = (gofs.NodeOpener)((*fileNode)(nil))
+)
+
+// setMeta records attributes seen in a listing or a HEAD at time now.
+func (f *fileNode) setMeta(o store.Object, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.meta = o
+	f.metaAt = now
+}
+
+// fillAttr fills out from the cached attributes.
+func (f *fileNode) fillAttr(out *fuse.Attr) {
+	f.mu.Lock()
+	o := f.meta
+	f.mu.Unlock()
+	out.Ino = inoOf(f.bucket, f.key)
+	out.Mode = syscall.S_IFREG | uint32(f.m.cfg.FileMode.Perm())
+	out.Nlink = 1
+	out.Size = uint64(o.Size)
+	out.Blocks = (out.Size + 511) / 512
+	out.Blksize = blockSizeHint
+	out.Uid, out.Gid = f.m.cfg.UID, f.m.cfg.GID
+	t := o.LastModified
+	out.SetTimes(&t, &t, &t)
+}
+
+// fresh returns attributes no older than the metadata TTL, with a HEAD when
+// the cached ones are stale.
+func (f *fileNode) fresh(ctx context.Context) (store.Object, error) {
+	now := f.m.now()
+	f.mu.Lock()
+	if now.Sub(f.metaAt) < f.m.cfg.MetadataTTL {
+		defer f.mu.Unlock()
+		return f.meta, nil
+	}
+	f.mu.Unlock()
+	return f.revalidate(ctx)
+}
+
+// revalidate HEADs the object and records what it returned.
+func (f *fileNode) revalidate(ctx context.Context) (store.Object, error) {
+	o, err := f.m.cfg.Store.Head(ctx, f.bucket, f.key)
+	if err != nil {
+		return store.Object{}, err
+	}
+	f.setMeta(*o, f.m.now())
+	return *o, nil
+}
+
+// Getattr implements gofs.NodeGetattrer.
+func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if _, err := f.fresh(ctx); err != nil {
+		return toErrno(f.log(), err)
+	}
+	f.fillAttr(&out.Attr)
+	return 0
+}
+
+// Open implements gofs.NodeOpener. It pins the object's current ETag.
+func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	o, err := f.fresh(ctx)
+	if err != nil {
+		return nil, 0, toErrno(f.log(), err)
+	}
+	h := &handle{node: f}
+	h.pin(o)
+
+	var fuseFlags uint32
+	f.mu.Lock()
+	if f.keptETag == o.ETag {
+		fuseFlags |= fuse.FOPEN_KEEP_CACHE
+	}
+	f.keptETag = o.ETag
+	f.mu.Unlock()
+	return h, fuseFlags, 0
+}
+
+func (f *fileNode) log() *logrus.Entry {
+	return f.m.log.WithFields(logrus.Fields{"bucket": f.bucket, "key": f.key})
+}
+
+// handle is one open file: a pinned object version and its read path.
+type handle struct {
+	// Dependencies
+	node *fileNode
+
+	// Mutable state
+	mu      sync.Mutex // protects the following
+	version ObjectVersion
+	reader  ObjectReader
+	// served is set once a read returned bytes; from then on the version
+	// may not change.
+	served bool
+}
+
+var (
+	_ = (gofs.FileReader)((*handle)(nil))
+	_ = (gofs.FileReleaser)((*handle)(nil))
+)
+
+// pin makes o the version this handle reads. REQUIRES: no read served yet.
+func (h *handle) pin(o store.Object) {
+	v := ObjectVersion{Bucket: h.node.bucket, Key: h.node.key, ETag: o.ETag, Size: o.Size}
+	r := h.node.m.cfg.NewReader(v)
+	h.mu.Lock()
+	old := h.reader
+	h.version, h.reader = v, r
+	h.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+}
+
+// current returns the pinned version and its reader.
+func (h *handle) current() (ObjectVersion, ObjectReader, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.version, h.reader, h.served
+}
+
+// Read implements gofs.FileReader.
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.readAt(ctx, dest, off)
+	if errors.Is(err, store.ErrPreconditionFailed) {
+		_, _, served := h.current()
+		if !served {
+			// The ETag pinned at open came from cached metadata and the
+			// object has changed since: nothing was read from the old
+			// version yet, so move to the new one.
+			o, herr := h.node.revalidate(ctx)
+			if herr != nil {
+				return nil, toErrno(h.node.log(), herr)
+			}
+			h.pin(o)
+			n, err = h.readAt(ctx, dest, off)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, store.ErrPreconditionFailed) {
+			h.node.log().Warn("object changed while open; reads on this handle fail with ESTALE, reopen to see the new version")
+		}
+		return nil, toErrno(h.node.log(), err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// readAt reads from the pinned version, clamped to its size.
+func (h *handle) readAt(ctx context.Context, dest []byte, off int64) (int, error) {
+	v, r, _ := h.current()
+	if r == nil {
+		return 0, syscall.EBADF
+	}
+	if off >= v.Size {
+		return 0, nil
+	}
+	if rem := v.Size - off; int64(len(dest)) > rem {
+		dest = dest[:rem]
+	}
+	n, err := r.ReadAt(ctx, dest, off)
+	if err == nil && n > 0 {
+		h.mu.Lock()
+		h.served = true
+		h.mu.Unlock()
+	}
+	return n, err
+}
+
+// Release implements gofs.FileReleaser.
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	r := h.reader
+	h.reader = nil
+	h.mu.Unlock()
+	if r != nil {
+		r.Close()
+	}
+	return 0
+}

@@ -1,0 +1,200 @@
+// Package fs is bucketfs's FUSE node tree (go-fuse v2 fs API).
+//
+// The tree mirrors a bucket's keys split on "/": common prefixes are
+// directories, objects are regular files. In all-buckets mode the root lists
+// the account's buckets and each bucket is a directory.
+//
+// Metadata comes from ListObjectsV2 pages. A directory lists itself once per
+// metadata TTL and answers the kernel's LOOKUPs (including the ones
+// READDIRPLUS makes for every entry) from that listing, so `ls -l` costs one
+// LIST per 1,000 entries and no HEAD per file. A name looked up outside a
+// fresh listing costs one HEAD and one LIST in parallel; the answer, found or
+// not, is cached (misses for a shorter time).
+//
+// Reads go through an ObjectReader chosen per open handle (see reader.go): the
+// handle pins the ETag seen at open, and every GET carries If-Match, so a
+// handle never mixes two versions of an object.
+//
+// The mount is read-only: the kernel answers writes with EROFS.
+package fs
+
+import (
+	"context"
+	"hash/fnv"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bucketfs/bucketfs/store"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
+)
+
+// Config is what the node tree needs.
+type Config struct {
+	// Dependencies
+	Store store.Store
+	// NewReader opens the read path for a pinned object version; nil means
+	// DirectReader (one ranged GET per kernel read).
+	NewReader func(v ObjectVersion) ObjectReader
+	Log       *logrus.Entry
+	// Now returns the current time; nil means time.Now. Tests pass a fake
+	// clock to check TTLs without sleeping.
+	Now func() time.Time
+
+	// Constant data
+	// Bucket is empty for all-buckets mode.
+	Bucket string
+	// Prefix is the key prefix of the mount root; empty or ending in "/".
+	Prefix      string
+	UID, GID    uint32
+	FileMode    os.FileMode
+	DirMode     os.FileMode
+	MetadataTTL time.Duration
+	NegativeTTL time.Duration
+}
+
+// mountState is shared by every node of one mount.
+type mountState struct {
+	cfg     Config
+	log     *logrus.Entry
+	now     func() time.Time
+	started time.Time
+
+	// logged remembers messages already logged once (key clashes, bad keys).
+	logged sync.Map
+}
+
+// logOnce logs msg with the key once per mount.
+func (m *mountState) logOnce(msg, bucket, key string) {
+	if _, seen := m.logged.LoadOrStore(msg+"\x00"+bucket+"\x00"+key, true); seen {
+		return
+	}
+	m.log.WithFields(logrus.Fields{"bucket": bucket, "key": key}).Warn(msg)
+}
+
+// NewRoot returns the root node for cfg.
+func NewRoot(cfg Config) gofs.InodeEmbedder {
+	if cfg.Log == nil {
+		cfg.Log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NewReader == nil {
+		st := cfg.Store
+		cfg.NewReader = func(v ObjectVersion) ObjectReader { return NewDirectReader(st, v) }
+	}
+	if cfg.FileMode == 0 {
+		cfg.FileMode = 0o644
+	}
+	if cfg.DirMode == 0 {
+		cfg.DirMode = 0o755
+	}
+	m := &mountState{cfg: cfg, log: cfg.Log, now: cfg.Now, started: cfg.Now()}
+	if cfg.Bucket == "" {
+		return &bucketsNode{base: base{m: m}}
+	}
+	return &dirNode{base: base{m: m}, bucket: cfg.Bucket, prefix: cfg.Prefix}
+}
+
+// MountOptions holds the go-fuse options bucketfs mounts with.
+type MountOptions struct {
+	AllowOther bool
+	Debug      bool
+	// MaxRead is the largest READ the kernel sends and its read-ahead.
+	MaxRead int
+}
+
+// Mount mounts the tree for cfg at dir and returns the running server.
+func Mount(dir string, cfg Config, mo MountOptions) (*fuse.Server, error) {
+	if mo.MaxRead == 0 {
+		mo.MaxRead = 1 << 20
+	}
+	entryTTL, negTTL := cfg.MetadataTTL, cfg.NegativeTTL
+	opts := &gofs.Options{
+		EntryTimeout:    &entryTTL,
+		AttrTimeout:     &entryTTL,
+		NegativeTimeout: &negTTL,
+		UID:             cfg.UID,
+		GID:             cfg.GID,
+		MountOptions: fuse.MountOptions{
+			FsName:     fsName(cfg),
+			Name:       "bucketfs",
+			AllowOther: mo.AllowOther,
+			Debug:      mo.Debug,
+			// The kernel sends reads of up to MaxWrite bytes (it sets
+			// max_read and max_pages from it) and reads ahead up to
+			// MaxReadAhead: large requests instead of 128 KiB ones.
+			MaxWrite:      mo.MaxRead,
+			MaxReadAhead:  mo.MaxRead,
+			MaxBackground: 64,
+			DirectMount:   true,
+			Options:       []string{"ro", "default_permissions"},
+			// Security labels are never stored in S3; answering them in the
+			// kernel saves a round trip per file access.
+			IgnoreSecurityLabels: true,
+		},
+	}
+	return gofs.Mount(dir, NewRoot(cfg), opts)
+}
+
+func fsName(cfg Config) string {
+	if cfg.Bucket == "" {
+		return "bucketfs"
+	}
+	return "bucketfs:" + cfg.Bucket + "/" + cfg.Prefix
+}
+
+// base holds what every node shares.
+type base struct {
+	gofs.Inode
+	m *mountState
+}
+
+var _ = (gofs.NodeStatfser)((*base)(nil))
+
+// Statfs reports a large, empty filesystem so df and file managers work and
+// disk-usage monitors do not alarm: object stores have no fixed capacity.
+func (b *base) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	const blocks = 1 << 40 // 4 PiB of 4 KiB blocks
+	out.Bsize = 4096
+	out.Frsize = 4096
+	out.Blocks = blocks
+	out.Bfree = blocks
+	out.Bavail = blocks
+	out.Files = 1 << 32
+	out.Ffree = 1 << 32
+	out.NameLen = maxNameLen
+	return 0
+}
+
+// dirAttr fills attributes of a directory.
+func (m *mountState) dirAttr(out *fuse.Attr, ino uint64) {
+	out.Ino = ino
+	out.Mode = syscall.S_IFDIR | uint32(m.cfg.DirMode.Perm())
+	out.Nlink = 2
+	out.Uid, out.Gid = m.cfg.UID, m.cfg.GID
+	t := m.started
+	out.SetTimes(&t, &t, &t)
+	out.Blksize = blockSizeHint
+}
+
+// blockSizeHint is st_blksize: the I/O size programs should prefer.
+const blockSizeHint = 1 << 20
+
+// inoOf derives a stable inode number from the bucket and key (directory
+// keys end in "/"), so an object keeps its number across lookups.
+func inoOf(bucket, key string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(bucket))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	ino := h.Sum64()
+	if ino <= 1 || ino == ^uint64(0) {
+		ino = 2
+	}
+	return ino
+}

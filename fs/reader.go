@@ -1,0 +1,67 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/bucketfs/bucketfs/store"
+)
+
+// ObjectVersion names one immutable version of an object: the bytes a
+// handle reads. Every read path keys its data by it.
+type ObjectVersion struct {
+	Bucket string
+	Key    string
+	ETag   string
+	Size   int64
+}
+
+// ObjectReader reads byte ranges of one ObjectVersion. The read path is a
+// chain (block cache, read-ahead, direct GET); each link implements this.
+// Implementations are safe for concurrent use; the kernel sends reads of one
+// handle in parallel.
+type ObjectReader interface {
+	// ReadAt fills p from offset off, which is inside the object, and
+	// returns how many bytes it read; fewer than len(p) only at the end of
+	// the object. A changed object fails with store.ErrPreconditionFailed.
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	// Close cancels outstanding work. The reader is not used afterwards.
+	Close()
+}
+
+// DirectReader serves each read with one ranged GET carrying If-Match.
+type DirectReader struct {
+	st store.Store
+	v  ObjectVersion
+}
+
+var _ ObjectReader = (*DirectReader)(nil)
+
+// NewDirectReader returns a reader with no caching.
+func NewDirectReader(st store.Store, v ObjectVersion) *DirectReader {
+	return &DirectReader{st: st, v: v}
+}
+
+// ReadAt implements ObjectReader.
+func (r *DirectReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	out, err := r.st.Get(ctx, store.GetInput{Bucket: r.v.Bucket, Key: r.v.Key, Offset: off, Length: int64(len(p)), IfMatch: r.v.ETag})
+	if err != nil {
+		return 0, err
+	}
+	defer out.Body.Close()
+	n, err := io.ReadFull(out.Body, p)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		err = nil
+	}
+	if err != nil && ctx.Err() != nil {
+		err = errors.Join(ctx.Err(), err)
+	}
+	return n, err
+}
+
+// Close implements ObjectReader.
+func (r *DirectReader) Close() {}

@@ -1,0 +1,266 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Fake is an in-memory Store for unit tests. It follows S3's listing rules
+// (sorted keys, delimiter, common prefixes, pages of MaxKeys), ranged reads
+// and If-Match, and counts requests by operation. Unlike some S3 backends it
+// lets an object "a" and an object "a/b" coexist, so tests can cover clashes.
+type Fake struct {
+	// Constant data
+	pageSize int32
+
+	// Mutable state
+	mu      sync.Mutex // protects the following
+	buckets map[string]map[string]*fakeObject
+	latency time.Duration
+	failFn  func(op, bucket, key string) error
+
+	calls sync.Map // op -> *atomic.Int64
+}
+
+type fakeObject struct {
+	data     []byte
+	etag     string
+	modified time.Time
+	class    string
+	meta     map[string]string
+}
+
+var _ Store = (*Fake)(nil)
+
+// NewFake returns an empty fake store.
+func NewFake() *Fake {
+	return &Fake{buckets: map[string]map[string]*fakeObject{}, pageSize: 1000}
+}
+
+// SetPageSize changes the maximum page size of listings (default 1000).
+func (f *Fake) SetPageSize(n int32) { f.pageSize = n }
+
+// SetLatency delays every request by d (the context still cancels it).
+func (f *Fake) SetLatency(d time.Duration) {
+	f.mu.Lock()
+	f.latency = d
+	f.mu.Unlock()
+}
+
+// SetFailure installs fn, called before each request; a non-nil result is
+// returned as the request's error.
+func (f *Fake) SetFailure(fn func(op, bucket, key string) error) {
+	f.mu.Lock()
+	f.failFn = fn
+	f.mu.Unlock()
+}
+
+// CreateBucket adds an empty bucket.
+func (f *Fake) CreateBucket(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.buckets[name] == nil {
+		f.buckets[name] = map[string]*fakeObject{}
+	}
+}
+
+// Put stores data under key, creating the bucket if needed.
+func (f *Fake) Put(bucket, key string, data []byte) {
+	f.PutObject(bucket, key, data, "", nil)
+}
+
+// PutObject stores data with a storage class and user metadata.
+func (f *Fake) PutObject(bucket, key string, data []byte, class string, meta map[string]string) {
+	sum := md5.Sum(data)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.buckets[bucket] == nil {
+		f.buckets[bucket] = map[string]*fakeObject{}
+	}
+	f.buckets[bucket][key] = &fakeObject{
+		data:     bytes.Clone(data),
+		etag:     `"` + hex.EncodeToString(sum[:]) + `"`,
+		modified: time.Now().UTC().Truncate(time.Second),
+		class:    class,
+		meta:     meta,
+	}
+}
+
+// Delete removes an object.
+func (f *Fake) Delete(bucket, key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.buckets[bucket], key)
+}
+
+// Calls returns how many requests of op ("GetObject", "HeadObject",
+// "ListObjectsV2", "ListBuckets") were made.
+func (f *Fake) Calls(op string) int64 {
+	if v, ok := f.calls.Load(op); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+// begin counts the call, applies latency and the failure hook.
+func (f *Fake) begin(ctx context.Context, op, bucket, key string) error {
+	v, _ := f.calls.LoadOrStore(op, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+	f.mu.Lock()
+	lat, fail := f.latency, f.failFn
+	f.mu.Unlock()
+	if lat > 0 {
+		t := time.NewTimer(lat)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return errorsJoinCtx(ctx, op, bucket, key)
+		case <-t.C:
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return errorsJoinCtx(ctx, op, bucket, key)
+	}
+	if fail != nil {
+		if err := fail(op, bucket, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func errorsJoinCtx(ctx context.Context, op, bucket, key string) error {
+	return &Error{Op: op, Bucket: bucket, Key: key, Kind: ErrOther, Err: ctx.Err()}
+}
+
+func fakeErr(op, bucket, key string, status int, code string, kind error) error {
+	return &Error{Op: op, Bucket: bucket, Key: key, Status: status, Code: code, Kind: kind}
+}
+
+// ListBuckets implements Store.
+func (f *Fake) ListBuckets(ctx context.Context) ([]Bucket, error) {
+	if err := f.begin(ctx, "ListBuckets", "", ""); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Bucket
+	for name := range f.buckets {
+		out = append(out, Bucket{Name: name})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// List implements Store.
+func (f *Fake) List(ctx context.Context, in ListInput) (*ListPage, error) {
+	if err := f.begin(ctx, "ListObjectsV2", in.Bucket, in.Prefix); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	objs, ok := f.buckets[in.Bucket]
+	if !ok {
+		return nil, fakeErr("ListObjectsV2", in.Bucket, "", 404, "NoSuchBucket", ErrNotFound)
+	}
+	max := f.pageSize
+	if in.MaxKeys > 0 && in.MaxKeys < max {
+		max = in.MaxKeys
+	}
+	keys := make([]string, 0, len(objs))
+	for k := range objs {
+		if strings.HasPrefix(k, in.Prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	page := &ListPage{}
+	var n int32
+	last := ""
+	for _, k := range keys {
+		// The token is the last key or prefix returned: resume after it.
+		if in.Token != "" && k <= in.Token {
+			continue
+		}
+		entry := k
+		isPrefix := false
+		if in.Delimiter != "" {
+			rest := k[len(in.Prefix):]
+			if i := strings.Index(rest, in.Delimiter); i >= 0 {
+				entry = in.Prefix + rest[:i+len(in.Delimiter)]
+				isPrefix = true
+			}
+		}
+		if isPrefix && entry == last {
+			continue
+		}
+		if isPrefix && in.Token != "" && strings.HasPrefix(in.Token, entry) {
+			continue
+		}
+		if n == max {
+			page.NextToken = last
+			return page, nil
+		}
+		n++
+		if isPrefix {
+			page.Prefixes = append(page.Prefixes, entry)
+			// Resume after every key under this prefix.
+			last = entry
+		} else {
+			o := objs[k]
+			page.Objects = append(page.Objects, Object{Key: k, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified, StorageClass: o.class})
+			last = k
+		}
+	}
+	return page, nil
+}
+
+// Head implements Store.
+func (f *Fake) Head(ctx context.Context, bucket, key string) (*Object, error) {
+	if err := f.begin(ctx, "HeadObject", bucket, key); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	o, ok := f.buckets[bucket][key]
+	if !ok {
+		return nil, fakeErr("HeadObject", bucket, key, 404, "NotFound", ErrNotFound)
+	}
+	return &Object{Key: key, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified, StorageClass: o.class, Metadata: o.meta}, nil
+}
+
+// Get implements Store.
+func (f *Fake) Get(ctx context.Context, in GetInput) (*GetOutput, error) {
+	if err := f.begin(ctx, "GetObject", in.Bucket, in.Key); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	o, ok := f.buckets[in.Bucket][in.Key]
+	if !ok {
+		return nil, fakeErr("GetObject", in.Bucket, in.Key, 404, "NoSuchKey", ErrNotFound)
+	}
+	if in.IfMatch != "" && in.IfMatch != o.etag {
+		return nil, fakeErr("GetObject", in.Bucket, in.Key, 412, "PreconditionFailed", ErrPreconditionFailed)
+	}
+	size := int64(len(o.data))
+	if in.Offset > size || (in.Offset == size && (in.Offset > 0 || in.Length >= 0)) {
+		return nil, fakeErr("GetObject", in.Bucket, in.Key, 416, "InvalidRange", ErrInvalidRange)
+	}
+	end := size
+	if in.Length >= 0 && in.Offset+in.Length < size {
+		end = in.Offset + in.Length
+	}
+	return &GetOutput{
+		Body:   io.NopCloser(bytes.NewReader(o.data[in.Offset:end])),
+		Object: Object{Key: in.Key, Size: size, ETag: o.etag, LastModified: o.modified, StorageClass: o.class, Metadata: o.meta},
+	}, nil
+}

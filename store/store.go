@@ -1,0 +1,165 @@
+// Package store is bucketfs's only door to object storage.
+//
+// It holds a small Store interface (list a page, head, ranged get, list
+// buckets), the typed errors every implementation returns, an aws-sdk-go-v2
+// implementation (S3) and an in-memory fake (Fake) for unit tests. It imports
+// nothing else of bucketfs, so the filesystem, the cache and the read-ahead
+// can be tested against the fake and run against any S3-compatible server.
+//
+// Every call is idempotent and takes a context: cancelling it aborts the
+// request, which is how an interrupted read cancels its GET.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Store is the object-store API bucketfs needs.
+type Store interface {
+	// ListBuckets lists every bucket the credentials can see.
+	ListBuckets(ctx context.Context) ([]Bucket, error)
+	// List returns one page of a ListObjectsV2 listing.
+	List(ctx context.Context, in ListInput) (*ListPage, error)
+	// Head returns an object's attributes.
+	Head(ctx context.Context, bucket, key string) (*Object, error)
+	// Get opens a ranged read of an object. The caller closes the body.
+	Get(ctx context.Context, in GetInput) (*GetOutput, error)
+}
+
+// Bucket is one entry of ListBuckets.
+type Bucket struct {
+	Name    string
+	Created time.Time
+}
+
+// Object describes one object as listed or returned by HEAD.
+type Object struct {
+	Key          string
+	Size         int64
+	ETag         string
+	LastModified time.Time
+	// StorageClass is empty or "STANDARD" for the standard tier.
+	StorageClass string
+	// Restore is the raw x-amz-restore header (HEAD and GET only).
+	Restore string
+	// Metadata is the user metadata (HEAD and GET only).
+	Metadata map[string]string
+}
+
+// ListInput asks for one page of objects under Prefix.
+type ListInput struct {
+	Bucket    string
+	Prefix    string
+	Delimiter string
+	// Token continues a listing; empty for the first page.
+	Token string
+	// MaxKeys limits the page; zero means the server's default (1000).
+	MaxKeys int32
+}
+
+// ListPage is one page of a listing.
+type ListPage struct {
+	Objects []Object
+	// Prefixes are the common prefixes, each ending with the delimiter.
+	Prefixes []string
+	// NextToken is empty on the last page.
+	NextToken string
+}
+
+// GetInput asks for Length bytes at Offset of an object.
+type GetInput struct {
+	Bucket string
+	Key    string
+	Offset int64
+	// Length < 0 reads to the end of the object.
+	Length int64
+	// IfMatch, when set, makes the read fail with ErrPreconditionFailed if
+	// the object's ETag differs.
+	IfMatch string
+}
+
+// GetOutput is an open ranged read.
+type GetOutput struct {
+	Body io.ReadCloser
+	// Object holds the attributes the response carried; Size is the whole
+	// object's size.
+	Object Object
+}
+
+// Error kinds. Every error a Store returns for a failed request wraps exactly
+// one of these, so callers branch with errors.Is.
+var (
+	ErrNotFound           = errors.New("not found")
+	ErrAccessDenied       = errors.New("access denied")
+	ErrPreconditionFailed = errors.New("precondition failed")
+	ErrInvalidObjectState = errors.New("object is archived")
+	ErrInvalidRange       = errors.New("invalid range")
+	ErrThrottled          = errors.New("throttled")
+	ErrUnreachable        = errors.New("endpoint unreachable")
+	ErrOther              = errors.New("request failed")
+)
+
+// Error is a failed request with what the server said about it.
+type Error struct {
+	Op        string // "GetObject", "ListObjectsV2", ...
+	Bucket    string
+	Key       string
+	Status    int    // HTTP status, 0 when no response came
+	Code      string // S3 error code, e.g. "NoSuchKey"
+	RequestID string
+	Kind      error // one of the Err* kinds above
+	Err       error // the underlying error
+}
+
+func (e *Error) Error() string {
+	s := e.Op
+	if e.Bucket != "" {
+		s += " " + e.Bucket
+		if e.Key != "" {
+			s += "/" + e.Key
+		}
+	}
+	s += ": " + e.Kind.Error()
+	if e.Code != "" {
+		s += " (" + e.Code + ")"
+	}
+	if e.RequestID != "" {
+		s += " request-id=" + e.RequestID
+	}
+	if e.Err != nil && e.Code == "" {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap exposes both the kind and the cause to errors.Is and errors.As.
+func (e *Error) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Kind}
+	}
+	return []error{e.Kind, e.Err}
+}
+
+// ErrorCode returns the S3 error code carried by err, or "".
+func ErrorCode(err error) string {
+	var se *Error
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return ""
+}
+
+// httpRange renders the Range header for in, or "" for the whole object.
+func httpRange(off, length int64) string {
+	if off == 0 && length < 0 {
+		return ""
+	}
+	if length < 0 {
+		return fmt.Sprintf("bytes=%d-", off)
+	}
+	return fmt.Sprintf("bytes=%d-%d", off, off+length-1)
+}
