@@ -223,6 +223,10 @@ func wrapErr(op, bucket, key string, err error) error {
 		return errors.Join(ctxErr(err), e)
 	case errors.As(err, &ios) || e.Code == "InvalidObjectState":
 		e.Kind = ErrInvalidObjectState
+	case credentialCodes[e.Code]:
+		// Checked before the status: versitygw answers an unknown key with
+		// 404 XAdminUserNotFound.
+		e.Kind = ErrAccessDenied
 	case errors.As(err, &nsk) || errors.As(err, &nf) || errors.As(err, &nsb) || e.Status == http.StatusNotFound:
 		e.Kind = ErrNotFound
 	case e.Status == http.StatusPreconditionFailed || e.Code == "PreconditionFailed":

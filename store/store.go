@@ -153,6 +153,23 @@ func ErrorCode(err error) string {
 	return ""
 }
 
+// credentialCodes are the error codes of requests whose credentials the
+// server rejected (as opposed to valid credentials lacking a permission).
+var credentialCodes = map[string]bool{
+	"InvalidAccessKeyId":    true,
+	"SignatureDoesNotMatch": true,
+	"InvalidToken":          true,
+	"ExpiredToken":          true,
+	"TokenRefreshRequired":  true,
+	"XAdminUserNotFound":    true, // versitygw's answer to an unknown key
+}
+
+// CredentialsRejected reports whether err says the server did not accept
+// the credentials at all.
+func CredentialsRejected(err error) bool {
+	return credentialCodes[ErrorCode(err)]
+}
+
 // httpRange renders the Range header for in, or "" for the whole object.
 func httpRange(off, length int64) string {
 	if off == 0 && length < 0 {

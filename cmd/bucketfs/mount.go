@@ -224,9 +224,7 @@ func describeStoreErr(err error, o *mountOptions) error {
 		return fmt.Errorf("endpoint %s unreachable: no answer within %s", ep, o.StartupTimeout)
 	case errors.Is(err, store.ErrUnreachable):
 		return fmt.Errorf("endpoint %s unreachable: %v", ep, rootCause(err))
-	case errors.Is(err, store.ErrNotFound) && o.Bucket != "":
-		return fmt.Errorf("bucket %q not found at %s", o.Bucket, ep)
-	case code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || code == "InvalidToken" || code == "ExpiredToken":
+	case store.CredentialsRejected(err):
 		return fmt.Errorf("credentials rejected by %s (%s); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or --profile", ep, code)
 	case errors.Is(err, store.ErrAccessDenied):
 		what := "listing buckets"
@@ -234,6 +232,8 @@ func describeStoreErr(err error, o *mountOptions) error {
 			what = fmt.Sprintf("bucket %q", o.Bucket)
 		}
 		return fmt.Errorf("access denied to %s by %s (%s); check the credentials and their permissions", what, ep, orStatus(code, "403"))
+	case errors.Is(err, store.ErrNotFound) && o.Bucket != "":
+		return fmt.Errorf("bucket %q not found at %s", o.Bucket, ep)
 	case strings.Contains(err.Error(), "retrieve credentials"):
 		return fmt.Errorf("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
 	}

@@ -1,0 +1,39 @@
+# bucketfs: `make demo` mounts a local sample bucket at ./mnt; `make test`
+# runs every test against a real S3 server and real FUSE mounts.
+GO      ?= go
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Packages with unit tests: everything but the end-to-end suite.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
+
+.PHONY: all build vet unit integration test demo bench versitygw clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/bucketfs ./cmd/bucketfs
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+
+unit:
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+# Installs versitygw into the per-user cache when missing, starts it on
+# 127.0.0.1, and mounts the real binary. Needs root (or fusermount) and /dev/fuse.
+integration:
+	$(GO) test -count=1 -timeout 20m ./integration/...
+
+test: vet unit integration
+
+# Installs versitygw if missing, seeds a sample bucket, mounts it at ./mnt.
+demo:
+	$(GO) build -o .demo/demo ./integration/demo
+	.demo/demo
+
+versitygw:
+	$(GO) run ./integration/harness/install
+
+clean:
+	rm -rf bin .demo

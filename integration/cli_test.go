@@ -1,0 +1,178 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bucketfs/bucketfs/integration/harness"
+)
+
+// runBucketfs runs the binary to completion and returns its stderr and exit
+// code.
+func runBucketfs(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("bucketfs %v did not finish within 30s", args)
+	}
+	return stderr.String(), cmd.ProcessState.ExitCode()
+}
+
+// TestFailFast checks every error bucketfs catches before mounting: one
+// line on stderr naming the problem, a non-zero exit, nothing mounted.
+func TestFailFast(t *testing.T) {
+	b := newBucket(t, map[string][]byte{"f": []byte("x")})
+	dir := t.TempDir()
+	file := filepath.Join(dir, "regular")
+	os.WriteFile(file, nil, 0o644)
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+
+	// A listener that accepts connections and never answers.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	closedAddr, _ := harness.FreeAddr() // nothing listens there
+
+	good := harness.Env(endpoint)
+	badSecret := append(harness.Env(endpoint), "AWS_SECRET_ACCESS_KEY=wrong-secret")
+	badKey := append(harness.Env(endpoint), "AWS_ACCESS_KEY_ID=no-such-key")
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"missing mountpoint", good, []string{"mount", "--endpoint", endpoint, "--path-style", b, filepath.Join(dir, "nope")}, "does not exist"},
+		{"mountpoint is a file", good, []string{"mount", "--endpoint", endpoint, "--path-style", b, file}, "is not a directory"},
+		{"already a mount", good, []string{"mount", "--endpoint", endpoint, "--path-style", b, "/proc"}, "already a mount"},
+		{"bucket not found", good, []string{"mount", "--endpoint", endpoint, "--path-style", "no-such-bucket-xyz", mnt}, `bucket "no-such-bucket-xyz" not found`},
+		{"wrong secret", badSecret, []string{"mount", "--endpoint", endpoint, "--path-style", b, mnt}, "credentials rejected"},
+		{"unknown key", badKey, []string{"mount", "--endpoint", endpoint, "--path-style", b, mnt}, "credentials rejected"},
+		{"wrong secret, all buckets", badSecret, []string{"mount", "--endpoint", endpoint, "--path-style", mnt}, "credentials rejected"},
+		{"connection refused", good, []string{"mount", "--endpoint", "http://" + closedAddr, "--path-style", b, mnt}, "unreachable"},
+		{"endpoint never answers", good, []string{"mount", "--endpoint", "http://" + silent.Addr().String(), "--path-style", "--startup-timeout", "1s", b, mnt}, "unreachable: no answer within 1s"},
+		{"bad file mode", good, []string{"mount", "--file-mode", "999", b, mnt}, "--file-mode"},
+		{"unknown flag", good, []string{"mount", "--no-such-flag", b, mnt}, "unknown flag"},
+		{"too many arguments", good, []string{"mount", "a", "b", "c"}, "accepts between 1 and 2 arg"},
+		{"no arguments", good, []string{"mount"}, "accepts between 1 and 2 arg"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			out, code := runBucketfs(t, c.env, c.args...)
+			if code == 0 {
+				t.Errorf("exit 0, want non-zero; output %q", out)
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "bucketfs: ") || !strings.Contains(lines[0], c.want) {
+				t.Errorf("stderr = %q, want one line containing %q", out, c.want)
+			}
+			if d := time.Since(start); d > 12*time.Second {
+				t.Errorf("took %s to fail", d)
+			}
+			if ok, _ := harness.IsMounted(mnt); ok {
+				syscall.Unmount(mnt, syscall.MNT_DETACH)
+				t.Errorf("left a mount behind")
+			}
+		})
+	}
+}
+
+// TestVersionAndHelp checks the informational commands.
+func TestVersionAndHelp(t *testing.T) {
+	out, code := runBucketfs(t, os.Environ(), "version")
+	if code != 0 || !strings.HasPrefix(out, "bucketfs ") {
+		t.Errorf("version: %q exit %d", out, code)
+	}
+	out, code = runBucketfs(t, os.Environ(), "mount", "--help")
+	if code != 0 {
+		t.Errorf("mount --help exit %d", code)
+	}
+	for _, flag := range []string{"--endpoint", "--region", "--path-style", "--profile", "--uid", "--gid",
+		"--file-mode", "--dir-mode", "--allow-other", "--metadata-ttl", "--log-level", "--log-format", "--debug-fuse"} {
+		if !strings.Contains(out, flag) {
+			t.Errorf("mount --help does not explain %s", flag)
+		}
+	}
+}
+
+// TestCleanExitOnSignal unmounts with SIGTERM and with SIGINT: exit 0, no
+// mount left behind.
+func TestCleanExitOnSignal(t *testing.T) {
+	b := newBucket(t, map[string][]byte{"f.txt": []byte("x")})
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		dir := t.TempDir()
+		m, err := harness.StartMount(bin, harness.Env(endpoint), dir, mountArgs(b)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.ReadFile(filepath.Join(dir, "f.txt")); err != nil {
+			t.Errorf("read: %v", err)
+		}
+		m.Signal(sig)
+		if err := m.Wait(10 * time.Second); err != nil {
+			m.Kill()
+			t.Errorf("%v: exit %v, want 0\n%s", sig, err, m.Log())
+		}
+		if ok, _ := harness.IsMounted(dir); ok {
+			t.Errorf("%v: still mounted", sig)
+		}
+	}
+}
+
+// TestCleanExitOnExternalUmount runs `umount MOUNTPOINT` from outside: the
+// daemon exits 0.
+func TestCleanExitOnExternalUmount(t *testing.T) {
+	b := newBucket(t, map[string][]byte{"f.txt": []byte("x")})
+	dir := t.TempDir()
+	m, err := harness.StartMount(bin, harness.Env(endpoint), dir, mountArgs(b)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+		m.Kill()
+		t.Fatalf("umount: %v %s", err, out)
+	}
+	if err := m.Wait(10 * time.Second); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Errorf("exit code %d after umount, want 0\n%s", ee.ExitCode(), m.Log())
+		} else {
+			m.Kill()
+			t.Errorf("after umount: %v", err)
+		}
+	}
+}
