@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ModuleRoot returns the directory holding bucketfs's go.mod.
@@ -80,11 +82,15 @@ type Mount struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
 	done   chan struct{}
-	err    error // exit status, set when done is closed
+	err    error  // exit status, set when done is closed
+	conn   string // FUSE connection id (the mount's minor device number)
 }
 
-// StartMount runs `bin mount args... dir` with env and waits until dir is
-// a mount, or the process exits.
+// StartMount runs `bin mount args... dir` with env and waits until the
+// daemon says it has mounted (it logs "mounted" at level info, after
+// go-fuse's own post-mount checks, which briefly hold a file open in the
+// mount), or the process exits. args must not lower the log level below
+// info.
 func StartMount(bin string, env []string, dir string, args ...string) (*Mount, error) {
 	full := append([]string{"mount"}, args...)
 	full = append(full, dir)
@@ -102,7 +108,11 @@ func StartMount(bin string, env []string, dir string, args ...string) (*Mount, e
 	}()
 	deadline := time.After(20 * time.Second)
 	for {
-		if ok, _ := IsMounted(dir); ok {
+		if ok, _ := IsMounted(dir); ok && m.mounted() {
+			var st syscall.Stat_t
+			if err := syscall.Stat(dir, &st); err == nil {
+				m.conn = fmt.Sprint(unix.Minor(st.Dev))
+			}
 			return m, nil
 		}
 		select {
@@ -114,6 +124,12 @@ func StartMount(bin string, env []string, dir string, args ...string) (*Mount, e
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// mounted reports whether the daemon logged that it is mounted.
+func (m *Mount) mounted() bool {
+	l := m.stderr.String()
+	return strings.Contains(l, "msg=mounted") || strings.Contains(l, `"msg":"mounted"`)
 }
 
 // Log returns what the process wrote so far.
@@ -150,10 +166,20 @@ func (m *Mount) Stop() error {
 	return nil
 }
 
-// Kill ends the daemon and clears any mount it left.
+// Kill ends the daemon and clears any mount it left. A FUSE daemon can be
+// stuck in the kernel on its own mount; detaching the mount and aborting
+// the FUSE connections frees it.
 func (m *Mount) Kill() {
 	m.cmd.Process.Kill()
-	<-m.done
+	select {
+	case <-m.done:
+	case <-time.After(2 * time.Second):
+		syscall.Unmount(m.Dir, syscall.MNT_DETACH)
+		if m.conn != "" {
+			os.WriteFile("/sys/fs/fuse/connections/"+m.conn+"/abort", []byte("1"), 0o200)
+		}
+		<-m.done
+	}
 	if ok, _ := IsMounted(m.Dir); ok {
 		syscall.Unmount(m.Dir, syscall.MNT_DETACH)
 	}

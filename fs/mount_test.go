@@ -1,0 +1,581 @@
+package fs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bucketfs/bucketfs/store"
+)
+
+// These tests mount the tree in this process through the kernel (they need
+// root and /dev/fuse, and skip otherwise) and check what programs see.
+
+// readDirNames returns the names in dir, failing the test on error.
+func readDirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("ReadDir %s: %v", dir, err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func lstat(t *testing.T, path string) *syscall.Stat_t {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err != nil {
+		t.Fatalf("lstat %s: %v", path, err)
+	}
+	return &st
+}
+
+// TestMountReaddirStat lists a mounted bucket and stats its entries: names,
+// types, sizes, permission bits, owner, modification times and inode
+// numbers come from the listing and the configuration; directory markers
+// do not show up as files.
+func TestMountReaddirStat(t *testing.T) {
+	f := store.NewFake()
+	f.Put("bkt", "top.txt", []byte("hello"))
+	f.Put("bkt", "dir/", nil)
+	f.Put("bkt", "dir/a", make([]byte, 1000))
+	f.Put("bkt", "dir/sub/b", []byte("b"))
+	f.Put("bkt", "empty", nil)
+	f.Put("bkt", "only-marker/", nil)
+	cfg, clock, _ := testConfig(f, "bkt")
+	cfg.UID, cfg.GID = 1234, 5678
+	cfg.FileMode, cfg.DirMode = 0o640, 0o750
+	mnt := testMount(t, cfg)
+
+	if got, want := readDirNames(t, mnt), []string{"dir", "empty", "only-marker", "top.txt"}; !slices.Equal(got, want) {
+		t.Errorf("root lists %q, want %q", got, want)
+	}
+	if got, want := readDirNames(t, filepath.Join(mnt, "dir")), []string{"a", "sub"}; !slices.Equal(got, want) {
+		t.Errorf("dir lists %q, want %q", got, want)
+	}
+	if got := readDirNames(t, filepath.Join(mnt, "only-marker")); len(got) != 0 {
+		t.Errorf("marker-only directory lists %q, want nothing", got)
+	}
+
+	start := clock.Now()
+	tests := []struct {
+		path string
+		key  string // object key, "" for directories
+		ino  uint64
+		size int64
+	}{
+		{path: "top.txt", key: "top.txt", size: 5},
+		{path: "empty", key: "empty", size: 0},
+		{path: "dir/a", key: "dir/a", size: 1000},
+		{path: "dir/sub/b", key: "dir/sub/b", size: 1},
+		{path: "dir", ino: inoOf("bkt", "dir/")},
+		{path: "dir/sub", ino: inoOf("bkt", "dir/sub/")},
+		{path: "only-marker", ino: inoOf("bkt", "only-marker/")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			st := lstat(t, filepath.Join(mnt, tt.path))
+			if st.Uid != 1234 || st.Gid != 5678 {
+				t.Errorf("owner %d:%d, want 1234:5678", st.Uid, st.Gid)
+			}
+			if tt.key == "" {
+				if st.Mode != syscall.S_IFDIR|0o750 || st.Nlink != 2 {
+					t.Errorf("directory mode %o nlink %d, want %o and 2", st.Mode, st.Nlink, syscall.S_IFDIR|0o750)
+				}
+				if st.Mtim.Sec != start.Unix() {
+					t.Errorf("directory mtime %d, want the mount time %d", st.Mtim.Sec, start.Unix())
+				}
+				if st.Ino != tt.ino {
+					t.Errorf("inode %d, want %d", st.Ino, tt.ino)
+				}
+				return
+			}
+			o, err := f.Head(context.Background(), "bkt", tt.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode != syscall.S_IFREG|0o640 || st.Nlink != 1 {
+				t.Errorf("file mode %o nlink %d, want %o and 1", st.Mode, st.Nlink, syscall.S_IFREG|0o640)
+			}
+			if st.Size != tt.size || st.Blocks != (tt.size+511)/512 {
+				t.Errorf("size %d blocks %d, want %d and %d", st.Size, st.Blocks, tt.size, (tt.size+511)/512)
+			}
+			if st.Mtim.Sec != o.LastModified.Unix() || st.Ctim.Sec != o.LastModified.Unix() {
+				t.Errorf("mtime %d ctime %d, want the object's %d", st.Mtim.Sec, st.Ctim.Sec, o.LastModified.Unix())
+			}
+			if st.Ino != inoOf("bkt", tt.key) {
+				t.Errorf("inode %d, want %d", st.Ino, inoOf("bkt", tt.key))
+			}
+		})
+	}
+
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	if sfs.Bsize != 4096 || sfs.Namelen != 255 || sfs.Bavail == 0 || sfs.Flags&0x1 == 0 /* ST_RDONLY */ {
+		t.Errorf("statfs %+v, want 4 KiB blocks, 255-byte names, free space, read-only", sfs)
+	}
+	for _, name := range []string{"missing", "dir/missing", "dir/sub/missing", "only-marker/x"} {
+		if _, err := os.Lstat(filepath.Join(mnt, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("lstat %s: %v, want not exist", name, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(mnt, "top.txt/x")); !errors.Is(err, syscall.ENOTDIR) {
+		t.Errorf("lstat below a file: %v, want ENOTDIR", err)
+	}
+}
+
+// TestMountLsLong lists a large directory and stats every entry, as
+// `ls -l` does: the whole thing costs one LIST per 1,000 entries and no
+// HEAD and no GET, both with the real mount options (2,500 files; the
+// kernel caches what READDIRPLUS returned) and with a kernel that caches
+// nothing (1,200 files; every stat is a LOOKUP answered from the listing).
+func TestMountLsLong(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		kernelCache bool
+		files       int
+		wantLists   int64
+	}{
+		{name: "real options", kernelCache: true, files: 2500, wantLists: 3},
+		{name: "no kernel cache", kernelCache: false, files: 1200, wantLists: 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := store.NewFake()
+			for i := range tt.files {
+				f.Put("bkt", fmt.Sprintf("big/f%04d", i), make([]byte, i%10))
+			}
+			f.Put("bkt", "big/d1/x", nil)
+			f.Put("bkt", "big/d2/", nil)
+			cfg, _, _ := testConfig(f, "bkt")
+			var mnt string
+			if tt.kernelCache {
+				mnt = realMount(t, cfg)
+			} else {
+				mnt = testMount(t, cfg)
+			}
+			dir := filepath.Join(mnt, "big")
+			if _, err := os.Lstat(dir); err != nil { // the root's listing, not measured
+				t.Fatal(err)
+			}
+			before := callsOf(f)
+
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(entries) != tt.files+2 {
+				t.Fatalf("listed %d entries, want %d", len(entries), tt.files+2)
+			}
+			for _, e := range entries {
+				fi, err := os.Lstat(filepath.Join(dir, e.Name()))
+				if err != nil {
+					t.Fatalf("lstat %s: %v", e.Name(), err)
+				}
+				var i int
+				if _, err := fmt.Sscanf(e.Name(), "f%04d", &i); err == nil {
+					if fi.Size() != int64(i%10) || !fi.Mode().IsRegular() {
+						t.Fatalf("%s: size %d mode %v, want a file of %d bytes", e.Name(), fi.Size(), fi.Mode(), i%10)
+					}
+				} else if !fi.IsDir() {
+					t.Fatalf("%s: mode %v, want a directory", e.Name(), fi.Mode())
+				}
+			}
+			if got := callsOf(f).sub(before); got != (calls{list: tt.wantLists}) {
+				t.Errorf("ls -l of %d entries made %+v, want %d LIST and nothing else", len(entries), got, tt.wantLists)
+			}
+		})
+	}
+}
+
+// TestMountRead reads a mounted object at many offsets, both through the
+// page cache and with O_DIRECT (each read reaching the tree), including
+// reads that cross and start past the end; an empty file reads empty
+// without any GET.
+func TestMountRead(t *testing.T) {
+	const size = 300_001
+	data := randomBytes(size, 3)
+	f := store.NewFake()
+	f.Put("bkt", "d/blob", data)
+	f.Put("bkt", "d/empty", nil)
+	cfg, _, _ := testConfig(f, "bkt")
+	mnt := testMount(t, cfg)
+	path := filepath.Join(mnt, "d/blob")
+
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("ReadFile returned %d bytes that differ from the object's %d", len(got), len(data))
+	}
+
+	tests := []struct {
+		off, size int
+		wantN     int
+	}{
+		{off: 0, size: 4096, wantN: 4096},
+		{off: 1, size: 10, wantN: 10},
+		{off: 4095, size: 2, wantN: 2},
+		{off: 123_457, size: 65_536, wantN: 65_536},
+		{off: 200_000, size: 1 << 20, wantN: size - 200_000},
+		{off: size - 10, size: 10, wantN: 10},
+		{off: size - 10, size: 100, wantN: 10},
+		{off: size - 1, size: 1, wantN: 1},
+		{off: size, size: 10, wantN: 0},
+		{off: size + 1000, size: 10, wantN: 0},
+	}
+	for _, mode := range []struct {
+		name  string
+		flags int
+	}{{"page cache", os.O_RDONLY}, {"O_DIRECT", os.O_RDONLY | syscall.O_DIRECT}} {
+		t.Run(mode.name, func(t *testing.T) {
+			fh, err := os.OpenFile(path, mode.flags, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fh.Close()
+			for _, tt := range tests {
+				buf := make([]byte, tt.size)
+				n, err := fh.ReadAt(buf, int64(tt.off))
+				if n < tt.size && err != io.EOF {
+					t.Errorf("ReadAt(%d, %d) = %d, %v; want io.EOF after a short read", tt.off, tt.size, n, err)
+				}
+				if n == tt.size && err != nil {
+					t.Errorf("ReadAt(%d, %d): %v", tt.off, tt.size, err)
+				}
+				var want []byte
+				if tt.off < size {
+					want = data[tt.off : tt.off+tt.wantN]
+				}
+				if n != tt.wantN || !bytes.Equal(buf[:n], want) {
+					t.Errorf("ReadAt(%d, %d) read %d bytes, want %d bytes of the object", tt.off, tt.size, n, tt.wantN)
+				}
+			}
+		})
+	}
+
+	before := f.Calls("GetObject")
+	for _, flags := range []int{os.O_RDONLY, os.O_RDONLY | syscall.O_DIRECT} {
+		fh, err := os.OpenFile(filepath.Join(mnt, "d/empty"), flags, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(fh)
+		fh.Close()
+		if err != nil || len(got) != 0 {
+			t.Errorf("reading the empty file = %q, %v", got, err)
+		}
+	}
+	if n := f.Calls("GetObject") - before; n != 0 {
+		t.Errorf("reading an empty file made %d GET calls, want 0", n)
+	}
+}
+
+// TestMountChangedObject replaces an object while a handle is open: reads
+// on that handle fail with ESTALE instead of mixing versions, both with
+// O_DIRECT and through the page cache (8 MiB object, read far beyond the
+// kernel's read-ahead); once the metadata is stale, a new open sees the new
+// size and bytes even though the kernel held pages of the old version (the
+// page-cache case keeps the size, so only the ETag tells the versions apart).
+func TestMountChangedObject(t *testing.T) {
+	for _, mode := range []struct {
+		name  string
+		flags int
+		size  int
+		grow  int
+	}{{"O_DIRECT", os.O_RDONLY | syscall.O_DIRECT, 256 << 10, 100}, {"page cache", os.O_RDONLY, 8 << 20, 0}} {
+		t.Run(mode.name, func(t *testing.T) {
+			size, newSize := mode.size, mode.size+mode.grow
+			oldData := randomBytes(size, 4)
+			newData := randomBytes(newSize, 5)
+			f := store.NewFake()
+			f.Put("bkt", "obj", oldData)
+			cfg, clock, _ := testConfig(f, "bkt")
+			mnt := testMount(t, cfg)
+			path := filepath.Join(mnt, "obj")
+
+			fh, err := os.OpenFile(path, mode.flags, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fh.Close()
+			buf := make([]byte, 4096)
+			if _, err := fh.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, oldData[:4096]) {
+				t.Fatalf("first read: %v (or wrong bytes)", err)
+			}
+
+			f.Put("bkt", "obj", newData)
+			_, err = fh.ReadAt(buf, int64(size-8192))
+			if !errors.Is(err, syscall.ESTALE) {
+				t.Errorf("read after the change: %v, want ESTALE", err)
+			}
+			fh.Close()
+
+			clock.Advance(cfg.MetadataTTL)
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Size() != int64(newSize) {
+				t.Errorf("stat after the metadata expired: size %d, want %d", fi.Size(), newSize)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, newData) {
+				t.Errorf("a new open read %d bytes that are not the new version", len(got))
+			}
+		})
+	}
+}
+
+// TestMountReadOnly checks that every kind of write through the real mount
+// options fails with EROFS.
+func TestMountReadOnly(t *testing.T) {
+	f := store.NewFake()
+	f.Put("bkt", "file", []byte("data"))
+	f.Put("bkt", "dir/x", []byte("x"))
+	cfg, _, _ := testConfig(f, "bkt")
+	mnt := realMount(t, cfg)
+	p := func(name string) string { return filepath.Join(mnt, name) }
+
+	tests := []struct {
+		name string
+		op   func() error
+	}{
+		{"overwrite", func() error { return os.WriteFile(p("file"), []byte("new"), 0o644) }},
+		{"open read-write", func() error {
+			fh, err := os.OpenFile(p("file"), os.O_RDWR, 0)
+			if err == nil {
+				fh.Close()
+			}
+			return err
+		}},
+		{"append", func() error {
+			fh, err := os.OpenFile(p("file"), os.O_WRONLY|os.O_APPEND, 0)
+			if err == nil {
+				fh.Close()
+			}
+			return err
+		}},
+		{"create", func() error {
+			fh, err := os.Create(p("new"))
+			if err == nil {
+				fh.Close()
+			}
+			return err
+		}},
+		{"truncate", func() error { return os.Truncate(p("file"), 0) }},
+		{"mkdir", func() error { return os.Mkdir(p("newdir"), 0o755) }},
+		{"remove file", func() error { return os.Remove(p("file")) }},
+		{"remove dir", func() error { return os.Remove(p("dir")) }},
+		{"rename", func() error { return os.Rename(p("file"), p("file2")) }},
+		{"symlink", func() error { return os.Symlink("file", p("link")) }},
+		{"link", func() error { return os.Link(p("file"), p("hard")) }},
+		{"chmod", func() error { return os.Chmod(p("file"), 0o600) }},
+		{"chown", func() error { return os.Chown(p("file"), 1, 1) }},
+		{"utimes", func() error { return os.Chtimes(p("file"), time.Now(), time.Now()) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.op(); !errors.Is(err, syscall.EROFS) {
+				t.Errorf("%s: %v, want EROFS", tt.name, err)
+			}
+		})
+	}
+	if got, err := os.ReadFile(p("file")); err != nil || string(got) != "data" {
+		t.Errorf("file reads %q, %v after the attempts", got, err)
+	}
+}
+
+// TestMountAllBuckets mounts without a bucket: the root lists every bucket
+// as a directory, each bucket holds its objects, and a name that is not a
+// bucket does not exist.
+func TestMountAllBuckets(t *testing.T) {
+	f := store.NewFake()
+	f.Put("alpha", "a.txt", []byte("in alpha"))
+	f.Put("beta", "sub/b.txt", []byte("in beta"))
+	f.CreateBucket("gamma")
+	cfg, _, _ := testConfig(f, "")
+	mnt := testMount(t, cfg)
+
+	if got, want := readDirNames(t, mnt), []string{"alpha", "beta", "gamma"}; !slices.Equal(got, want) {
+		t.Errorf("root lists %q, want %q", got, want)
+	}
+	for _, b := range []string{"alpha", "beta", "gamma"} {
+		st := lstat(t, filepath.Join(mnt, b))
+		if st.Mode != syscall.S_IFDIR|0o755 || st.Ino != inoOf(b, "") {
+			t.Errorf("%s: mode %o ino %d, want a directory with ino %d", b, st.Mode, st.Ino, inoOf(b, ""))
+		}
+	}
+	if got, want := readDirNames(t, filepath.Join(mnt, "beta")), []string{"sub"}; !slices.Equal(got, want) {
+		t.Errorf("beta lists %q, want %q", got, want)
+	}
+	if got := readDirNames(t, filepath.Join(mnt, "gamma")); len(got) != 0 {
+		t.Errorf("empty bucket lists %q", got)
+	}
+	for path, want := range map[string]string{"alpha/a.txt": "in alpha", "beta/sub/b.txt": "in beta"} {
+		if got, err := os.ReadFile(filepath.Join(mnt, path)); err != nil || string(got) != want {
+			t.Errorf("%s reads %q, %v; want %q", path, got, err, want)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(mnt, "delta")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lstat of a missing bucket: %v, want not exist", err)
+	}
+	if got := f.Calls("ListBuckets"); got != 1 {
+		t.Errorf("%d ListBuckets calls, want 1 within the TTL", got)
+	}
+}
+
+// TestMountPrefix mounts a prefix of a bucket: only that subtree shows, its
+// marker is not a file, and keys beside it (including ones that merely
+// start with the same letters) stay out of reach.
+func TestMountPrefix(t *testing.T) {
+	f := store.NewFake()
+	f.Put("bkt", "p/", nil)
+	f.Put("bkt", "p/a", []byte("inside"))
+	f.Put("bkt", "p/sub/b", []byte("deeper"))
+	f.Put("bkt", "pp/x", []byte("beside"))
+	f.Put("bkt", "q/c", []byte("outside"))
+	f.Put("bkt", "top", []byte("outside"))
+	cfg, _, _ := testConfig(f, "bkt")
+	cfg.Prefix = "p/"
+	mnt := testMount(t, cfg)
+
+	if got, want := readDirNames(t, mnt), []string{"a", "sub"}; !slices.Equal(got, want) {
+		t.Errorf("root lists %q, want %q", got, want)
+	}
+	if got, want := readDirNames(t, filepath.Join(mnt, "sub")), []string{"b"}; !slices.Equal(got, want) {
+		t.Errorf("sub lists %q, want %q", got, want)
+	}
+	for path, want := range map[string]string{"a": "inside", "sub/b": "deeper"} {
+		if got, err := os.ReadFile(filepath.Join(mnt, path)); err != nil || string(got) != want {
+			t.Errorf("%s reads %q, %v; want %q", path, got, err, want)
+		}
+	}
+	if st := lstat(t, filepath.Join(mnt, "sub/b")); st.Ino != inoOf("bkt", "p/sub/b") {
+		t.Errorf("sub/b has ino %d, want the one of key p/sub/b", st.Ino)
+	}
+	for _, name := range []string{"top", "q", "pp", "x", "c", "p"} {
+		if _, err := os.Lstat(filepath.Join(mnt, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("lstat %s: %v, want not exist", name, err)
+		}
+	}
+	if src := mountSource(t, mnt); src != "bucketfs:bkt/p/" {
+		t.Errorf("mount source %q, want bucketfs:bkt/p/", src)
+	}
+}
+
+// mountSource returns the source field of the mount at dir.
+func mountSource(t *testing.T, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		fields, after := strings.Fields(pre), strings.Fields(post)
+		if ok && len(fields) > 4 && fields[4] == dir && len(after) > 1 {
+			return after[1]
+		}
+	}
+	t.Fatalf("%s is not in the mount table", dir)
+	return ""
+}
+
+// getRecorder is a store whose GETs report how they ended.
+type getRecorder struct {
+	*store.Fake
+	ended chan error
+}
+
+func (g *getRecorder) Get(ctx context.Context, in store.GetInput) (*store.GetOutput, error) {
+	out, err := g.Fake.Get(ctx, in)
+	select {
+	case g.ended <- err:
+	default:
+	}
+	return out, err
+}
+
+// TestMountInterruptedRead kills a process blocked in a read of a slow
+// object: the kernel interrupts the request and the GET behind it is
+// cancelled instead of running on.
+func TestMountInterruptedRead(t *testing.T) {
+	f := store.NewFake()
+	f.Put("bkt", "slow", randomBytes(100_000, 6))
+	rec := &getRecorder{Fake: f, ended: make(chan error, 10)}
+	cfg, _, _ := testConfig(rec, "bkt")
+	mnt := testMount(t, cfg)
+	path := filepath.Join(mnt, "slow")
+	if _, err := os.Lstat(path); err != nil { // list now, before the store slows down
+		t.Fatal(err)
+	}
+	f.SetLatency(30 * time.Second)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperReader$")
+	cmd.Env = append(os.Environ(), "BUCKETFS_HELPER_READ="+path)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for f.Calls("GetObject") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reader never sent a GET; its output: %s", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-rec.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the GET ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the GET was not cancelled when its reader was killed")
+	}
+}
+
+// TestHelperReader is not a test: TestMountInterruptedRead runs it in a
+// child process to block in an O_DIRECT read of the file it names.
+func TestHelperReader(t *testing.T) {
+	path := os.Getenv("BUCKETFS_HELPER_READ")
+	if path == "" {
+		t.Skip("helper process for TestMountInterruptedRead")
+	}
+	fh, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(2)
+	}
+	_, err = fh.ReadAt(make([]byte, 4096), 0)
+	fmt.Println("read returned:", err)
+	os.Exit(3)
+}

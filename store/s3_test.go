@@ -1,0 +1,298 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// allKinds is every error kind a Store error may wrap.
+var allKinds = []error{
+	ErrNotFound, ErrAccessDenied, ErrPreconditionFailed, ErrInvalidObjectState,
+	ErrInvalidRange, ErrThrottled, ErrUnreachable, ErrOther,
+}
+
+// sdkResponseErr builds the error chain aws-sdk-go-v2 returns when the server
+// answered with status and the body decoded into apiErr: an operation error
+// around an HTTP response error carrying the request id.
+func sdkResponseErr(op string, status int, requestID string, apiErr error) error {
+	return &smithy.OperationError{
+		ServiceID:     "S3",
+		OperationName: op,
+		Err: &awshttp.ResponseError{
+			ResponseError: &smithyhttp.ResponseError{
+				Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}},
+				Err:      apiErr,
+			},
+			RequestID: requestID,
+		},
+	}
+}
+
+// sdkSendErr builds the chain the SDK returns when no response came: the
+// retryer gave up on a request that could not be sent because of cause.
+func sdkSendErr(op string, cause error) error {
+	return &smithy.OperationError{
+		ServiceID:     "S3",
+		OperationName: op,
+		Err: &retry.MaxAttemptsError{
+			Attempt: 3,
+			Err: &awshttp.ResponseError{
+				ResponseError: &smithyhttp.ResponseError{
+					Response: &smithyhttp.Response{Response: &http.Response{}},
+					Err: &smithyhttp.RequestSendError{
+						Err: &url.Error{Op: "Get", URL: "http://127.0.0.1:1/b", Err: cause},
+					},
+				},
+			},
+		},
+	}
+}
+
+func generic(code string) error {
+	return &smithy.GenericAPIError{Code: code, Message: code + " message"}
+}
+
+// TestWrapErr classifies synthetic SDK errors, built the way aws-sdk-go-v2
+// builds them, into exactly one error kind, and checks the status, code and
+// request id copied from the response and that the cause stays reachable.
+func TestWrapErr(t *testing.T) {
+	dialRefused := &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}
+	tests := []struct {
+		name       string
+		err        error
+		wantKind   error
+		wantStatus int
+		wantCode   string
+		wantReqID  string
+		wantCtx    error // context error that must stay visible, if any
+	}{
+		{name: "GET 404 NoSuchKey", err: sdkResponseErr("GetObject", 404, "req-1", &types.NoSuchKey{Message: aws.String("gone")}),
+			wantKind: ErrNotFound, wantStatus: 404, wantCode: "NoSuchKey", wantReqID: "req-1"},
+		{name: "HEAD 404 NotFound", err: sdkResponseErr("HeadObject", 404, "req-2", &types.NotFound{}),
+			wantKind: ErrNotFound, wantStatus: 404, wantCode: "NotFound", wantReqID: "req-2"},
+		{name: "LIST 404 NoSuchBucket", err: sdkResponseErr("ListObjectsV2", 404, "", &types.NoSuchBucket{}),
+			wantKind: ErrNotFound, wantStatus: 404, wantCode: "NoSuchBucket"},
+		{name: "404 with an unknown code", err: sdkResponseErr("GetObject", 404, "", generic("NoSuchThing")),
+			wantKind: ErrNotFound, wantStatus: 404, wantCode: "NoSuchThing"},
+		{name: "403 AccessDenied", err: sdkResponseErr("GetObject", 403, "req-3", generic("AccessDenied")),
+			wantKind: ErrAccessDenied, wantStatus: 403, wantCode: "AccessDenied", wantReqID: "req-3"},
+		{name: "403 InvalidAccessKeyId", err: sdkResponseErr("ListBuckets", 403, "", generic("InvalidAccessKeyId")),
+			wantKind: ErrAccessDenied, wantStatus: 403, wantCode: "InvalidAccessKeyId"},
+		{name: "401 without a body", err: sdkResponseErr("HeadObject", 401, "", generic("")),
+			wantKind: ErrAccessDenied, wantStatus: 401},
+		{name: "403 InvalidObjectState is archived, not denied", err: sdkResponseErr("GetObject", 403, "", generic("InvalidObjectState")),
+			wantKind: ErrInvalidObjectState, wantStatus: 403, wantCode: "InvalidObjectState"},
+		{name: "typed InvalidObjectState", err: sdkResponseErr("GetObject", 403, "", &types.InvalidObjectState{StorageClass: types.StorageClassGlacier}),
+			wantKind: ErrInvalidObjectState, wantStatus: 403, wantCode: "InvalidObjectState"},
+		{name: "412 PreconditionFailed", err: sdkResponseErr("GetObject", 412, "", generic("PreconditionFailed")),
+			wantKind: ErrPreconditionFailed, wantStatus: 412, wantCode: "PreconditionFailed"},
+		{name: "412 without a body", err: sdkResponseErr("GetObject", 412, "", generic("")),
+			wantKind: ErrPreconditionFailed, wantStatus: 412},
+		{name: "416 InvalidRange", err: sdkResponseErr("GetObject", 416, "", generic("InvalidRange")),
+			wantKind: ErrInvalidRange, wantStatus: 416, wantCode: "InvalidRange"},
+		{name: "503 SlowDown", err: sdkResponseErr("GetObject", 503, "req-4", generic("SlowDown")),
+			wantKind: ErrThrottled, wantStatus: 503, wantCode: "SlowDown", wantReqID: "req-4"},
+		{name: "503 ServiceUnavailable", err: sdkResponseErr("ListObjectsV2", 503, "", generic("ServiceUnavailable")),
+			wantKind: ErrThrottled, wantStatus: 503, wantCode: "ServiceUnavailable"},
+		{name: "429 Too Many Requests", err: sdkResponseErr("GetObject", 429, "", generic("TooManyRequests")),
+			wantKind: ErrThrottled, wantStatus: 429, wantCode: "TooManyRequests"},
+		{name: "500 InternalError", err: sdkResponseErr("GetObject", 500, "req-5", generic("InternalError")),
+			wantKind: ErrOther, wantStatus: 500, wantCode: "InternalError", wantReqID: "req-5"},
+		{name: "connection refused", err: sdkSendErr("ListBuckets", dialRefused),
+			wantKind: ErrUnreachable},
+		{name: "unknown host", err: sdkSendErr("ListBuckets", &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "s3.invalid", IsNotFound: true}}),
+			wantKind: ErrUnreachable},
+		{name: "bare DNS error", err: &smithy.OperationError{Err: &net.DNSError{Err: "no such host", Name: "s3.invalid"}},
+			wantKind: ErrUnreachable},
+		{name: "cancelled while sending", err: sdkSendErr("GetObject", &aws.RequestCanceledError{Err: context.Canceled}),
+			wantKind: ErrOther, wantCtx: context.Canceled},
+		{name: "cancelled with a network error in the chain", err: sdkSendErr("GetObject", fmt.Errorf("read: %w", errors.Join(context.Canceled, dialRefused))),
+			wantKind: ErrOther, wantCtx: context.Canceled},
+		{name: "deadline exceeded", err: sdkSendErr("HeadObject", &aws.RequestCanceledError{Err: context.DeadlineExceeded}),
+			wantKind: ErrOther, wantCtx: context.DeadlineExceeded},
+		{name: "plain error", err: errors.New("something odd"),
+			wantKind: ErrOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := wrapErr("GetObject", "bkt", "some/key", tt.err)
+			var matched []error
+			for _, k := range allKinds {
+				if errors.Is(got, k) {
+					matched = append(matched, k)
+				}
+			}
+			if len(matched) != 1 || matched[0] != tt.wantKind {
+				t.Fatalf("wrapErr(%v) matches kinds %v, want exactly [%v]", tt.err, matched, tt.wantKind)
+			}
+			var se *Error
+			if !errors.As(got, &se) {
+				t.Fatalf("wrapErr returned %T, not holding a *store.Error", got)
+			}
+			if se.Status != tt.wantStatus || se.Code != tt.wantCode || se.RequestID != tt.wantReqID {
+				t.Errorf("status %d code %q request id %q, want %d %q %q", se.Status, se.Code, se.RequestID, tt.wantStatus, tt.wantCode, tt.wantReqID)
+			}
+			if se.Op != "GetObject" || se.Bucket != "bkt" || se.Key != "some/key" {
+				t.Errorf("error names %s %s/%s, want GetObject bkt/some/key", se.Op, se.Bucket, se.Key)
+			}
+			if !errors.Is(got, tt.err) {
+				t.Errorf("the SDK error is not reachable with errors.Is from %v", got)
+			}
+			for _, c := range []error{context.Canceled, context.DeadlineExceeded} {
+				if want := c == tt.wantCtx; errors.Is(got, c) != want {
+					t.Errorf("errors.Is(err, %v) = %v, want %v", c, !want, want)
+				}
+			}
+			if ErrorCode(got) != tt.wantCode {
+				t.Errorf("ErrorCode = %q, want %q", ErrorCode(got), tt.wantCode)
+			}
+		})
+	}
+}
+
+// TestWrapErrKeepsTypedErrors checks that callers can still reach the SDK's
+// typed error through the wrapper.
+func TestWrapErrKeepsTypedErrors(t *testing.T) {
+	got := wrapErr("GetObject", "b", "k", sdkResponseErr("GetObject", 404, "", &types.NoSuchKey{}))
+	var nsk *types.NoSuchKey
+	if !errors.As(got, &nsk) {
+		t.Errorf("errors.As(*types.NoSuchKey) failed on %v", got)
+	}
+	var re *awshttp.ResponseError
+	if !errors.As(got, &re) || re.HTTPStatusCode() != 404 {
+		t.Errorf("errors.As(*awshttp.ResponseError) failed on %v", got)
+	}
+}
+
+// TestErrorMessage checks the text of *Error: operation, bucket and key, the
+// kind, the S3 code and request id when known, and the cause only when there
+// is no code to say it better.
+func TestErrorMessage(t *testing.T) {
+	tests := []struct {
+		name string
+		err  *Error
+		want string
+	}{
+		{name: "code and request id",
+			err:  &Error{Op: "GetObject", Bucket: "b", Key: "k/x", Code: "NoSuchKey", RequestID: "R1", Kind: ErrNotFound, Err: errors.New("sdk text")},
+			want: "GetObject b/k/x: not found (NoSuchKey) request-id=R1"},
+		{name: "cause without a code",
+			err:  &Error{Op: "ListBuckets", Kind: ErrUnreachable, Err: errors.New("dial tcp: connection refused")},
+			want: "ListBuckets: endpoint unreachable: dial tcp: connection refused"},
+		{name: "bucket without key",
+			err:  &Error{Op: "ListObjectsV2", Bucket: "b", Code: "AccessDenied", Kind: ErrAccessDenied},
+			want: "ListObjectsV2 b: access denied (AccessDenied)"},
+		{name: "kind only",
+			err:  &Error{Op: "HeadObject", Bucket: "b", Key: "k", Kind: ErrNotFound},
+			want: "HeadObject b/k: not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.err.Error(); got != tt.want {
+				t.Errorf("Error() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestErrorCode checks that ErrorCode finds the code through wrapping and is
+// empty for errors that are not store errors.
+func TestErrorCode(t *testing.T) {
+	e := &Error{Op: "GetObject", Code: "SlowDown", Kind: ErrThrottled}
+	if got := ErrorCode(fmt.Errorf("reading: %w", e)); got != "SlowDown" {
+		t.Errorf("ErrorCode of a wrapped error = %q, want SlowDown", got)
+	}
+	if got := ErrorCode(errors.New("x")); got != "" {
+		t.Errorf("ErrorCode of a plain error = %q, want empty", got)
+	}
+	if got := ErrorCode(nil); got != "" {
+		t.Errorf("ErrorCode(nil) = %q, want empty", got)
+	}
+}
+
+// TestParseContentRangeTotal reads the object size from Content-Range
+// headers, including the 416 form and headers without a known total.
+func TestParseContentRangeTotal(t *testing.T) {
+	tests := []struct {
+		in     string
+		want   int64
+		wantOK bool
+	}{
+		{in: "bytes 0-99/1234", want: 1234, wantOK: true},
+		{in: "bytes 100-199/200", want: 200, wantOK: true},
+		{in: "bytes 0-0/1", want: 1, wantOK: true},
+		{in: "bytes */5000", want: 5000, wantOK: true},
+		{in: "bytes 0-1048575/5497558138880", want: 5497558138880, wantOK: true},
+		{in: "bytes 0-99/*"},
+		{in: "bytes 0-99/"},
+		{in: "bytes 0-99"},
+		{in: ""},
+		{in: "bytes 0-99/12x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, ok := parseContentRangeTotal(tt.in)
+			if ok != tt.wantOK || (ok && got != tt.want) {
+				t.Errorf("parseContentRangeTotal(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}
+
+// TestHTTPRange renders Range headers: none for a whole-object read, an
+// open range for "to the end", and inclusive ends otherwise.
+func TestHTTPRange(t *testing.T) {
+	tests := []struct {
+		off, length int64
+		want        string
+	}{
+		{off: 0, length: -1, want: ""},
+		{off: 5, length: -1, want: "bytes=5-"},
+		{off: 0, length: 1, want: "bytes=0-0"},
+		{off: 0, length: 100, want: "bytes=0-99"},
+		{off: 100, length: 50, want: "bytes=100-149"},
+		{off: 1 << 40, length: 1 << 20, want: "bytes=1099511627776-1099512676351"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%d+%d", tt.off, tt.length), func(t *testing.T) {
+			if got := httpRange(tt.off, tt.length); got != tt.want {
+				t.Errorf("httpRange(%d, %d) = %q, want %q", tt.off, tt.length, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCredentialsRejected checks which error codes mean the server refused
+// the credentials themselves, as opposed to a missing permission.
+func TestCredentialsRejected(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{err: &Error{Code: "InvalidAccessKeyId", Kind: ErrAccessDenied}, want: true},
+		{err: &Error{Code: "SignatureDoesNotMatch", Kind: ErrAccessDenied}, want: true},
+		{err: fmt.Errorf("wrapped: %w", &Error{Code: "ExpiredToken", Kind: ErrOther}), want: true},
+		{err: &Error{Code: "AccessDenied", Kind: ErrAccessDenied}, want: false},
+		{err: &Error{Status: 403, Kind: ErrAccessDenied}, want: false},
+		{err: errors.New("InvalidAccessKeyId"), want: false},
+	}
+	for _, tt := range tests {
+		if got := CredentialsRejected(tt.err); got != tt.want {
+			t.Errorf("CredentialsRejected(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
