@@ -32,6 +32,11 @@ demo:
 	$(GO) build -o .demo/demo ./integration/demo
 	.demo/demo
 
+# Speed and memory against the limit measured in the same run; writes
+# integration/BENCHMARKS.md. Takes a few minutes and ~6 GiB of disk.
+bench:
+	$(GO) test -tags bench -count=1 -run TestBench -v -timeout 40m ./integration/
+
 versitygw:
 	$(GO) run ./integration/harness/install
 

@@ -158,7 +158,7 @@ func (h *handle) current() (ObjectVersion, ObjectReader, bool) {
 
 // Read implements gofs.FileReader.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.readAt(ctx, dest, off)
+	res, err := h.readAt(ctx, dest, off)
 	if errors.Is(err, store.ErrPreconditionFailed) {
 		_, _, served := h.current()
 		if !served {
@@ -170,7 +170,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 				return nil, toErrno(h.node.log(), herr)
 			}
 			h.pin(o)
-			n, err = h.readAt(ctx, dest, off)
+			res, err = h.readAt(ctx, dest, off)
 		}
 	}
 	if err != nil {
@@ -179,29 +179,57 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		}
 		return nil, toErrno(h.node.log(), err)
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	return res, 0
 }
 
 // readAt reads from the pinned version, clamped to its size.
-func (h *handle) readAt(ctx context.Context, dest []byte, off int64) (int, error) {
+func (h *handle) readAt(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, error) {
 	v, r, _ := h.current()
 	if r == nil {
-		return 0, syscall.EBADF
+		return nil, syscall.EBADF
 	}
 	if off >= v.Size {
-		return 0, nil
+		return fuse.ReadResultData(nil), nil
 	}
 	if rem := v.Size - off; int64(len(dest)) > rem {
 		dest = dest[:rem]
 	}
-	n, err := r.ReadAt(ctx, dest, off)
-	if err == nil && n > 0 {
+	var res fuse.ReadResult
+	n := 0
+	if rr, ok := r.(RefReader); ok {
+		data, release, err := rr.ReadRef(ctx, dest, off)
+		if err != nil {
+			return nil, err
+		}
+		n, res = len(data), fuse.ReadResultData(data)
+		if release != nil {
+			res = &refResult{data: data, release: release}
+		}
+	} else {
+		var err error
+		if n, err = r.ReadAt(ctx, dest, off); err != nil {
+			return nil, err
+		}
+		res = fuse.ReadResultData(dest[:n])
+	}
+	if n > 0 {
 		h.mu.Lock()
 		h.served = true
 		h.mu.Unlock()
 	}
-	return n, err
+	return res, nil
 }
+
+// refResult sends bytes that live in a read path's buffer (a cached block)
+// without copying them, and lets go of the buffer once the kernel has them.
+type refResult struct {
+	data    []byte
+	release func()
+}
+
+func (r *refResult) Bytes(buf []byte) ([]byte, fuse.Status) { return r.data, fuse.OK }
+func (r *refResult) Size() int                              { return len(r.data) }
+func (r *refResult) Done()                                  { r.release() }
 
 // Release implements gofs.FileReleaser.
 func (h *handle) Release(ctx context.Context) syscall.Errno {

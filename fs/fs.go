@@ -40,6 +40,9 @@ type Config struct {
 	// DirectReader (one ranged GET per kernel read).
 	NewReader func(v ObjectVersion) ObjectReader
 	Log       *logrus.Entry
+	// Stats, if set, returns the daemon's counters; the mount root shows
+	// them as JSON in the extended attribute user.bucketfs.stats.
+	Stats func() map[string]int64
 	// Now returns the current time; nil means time.Now. Tests pass a fake
 	// clock to check TTLs without sleeping.
 	Now func() time.Time

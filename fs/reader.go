@@ -10,12 +10,7 @@ import (
 
 // ObjectVersion names one immutable version of an object: the bytes a
 // handle reads. Every read path keys its data by it.
-type ObjectVersion struct {
-	Bucket string
-	Key    string
-	ETag   string
-	Size   int64
-}
+type ObjectVersion = store.Version
 
 // ObjectReader reads byte ranges of one ObjectVersion. The read path is a
 // chain (block cache, read-ahead, direct GET); each link implements this.
@@ -28,6 +23,16 @@ type ObjectReader interface {
 	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 	// Close cancels outstanding work. The reader is not used afterwards.
 	Close()
+}
+
+// RefReader is an ObjectReader that can hand out bytes in its own buffers
+// instead of copying them into dest.
+type RefReader interface {
+	ObjectReader
+	// ReadRef returns the bytes at [off, off+len(dest)): in dest, or in a
+	// buffer of the reader's, in which case release is not nil and is
+	// called once the bytes are no longer used.
+	ReadRef(ctx context.Context, dest []byte, off int64) (data []byte, release func(), err error)
 }
 
 // DirectReader serves each read with one ranged GET carrying If-Match.

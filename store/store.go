@@ -180,3 +180,12 @@ func httpRange(off, length int64) string {
 	}
 	return fmt.Sprintf("bytes=%d-%d", off, off+length-1)
 }
+
+// Version names one immutable version of an object: what an open file
+// reads. Read paths key their data by it.
+type Version struct {
+	Bucket string
+	Key    string
+	ETag   string
+	Size   int64
+}

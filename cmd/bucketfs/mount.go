@@ -8,10 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
+	"github.com/bucketfs/bucketfs/cache"
 	bfs "github.com/bucketfs/bucketfs/fs"
+	"github.com/bucketfs/bucketfs/prefetch"
 	"github.com/bucketfs/bucketfs/store"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -47,6 +51,11 @@ MOUNTPOINT) or it gets SIGINT or SIGTERM, which unmount it.`,
 
 // runMount checks what it can, mounts, and serves until unmounted.
 func runMount(o *mountOptions) error {
+	// Catch signals from the start: one that arrives while mounting is
+	// served as soon as the mount is up.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	log, err := newLogger(o)
 	if err != nil {
 		return err
@@ -64,8 +73,15 @@ func runMount(o *mountOptions) error {
 		return err
 	}
 
+	rp, err := newReadPath(st, o)
+	if err != nil {
+		return err
+	}
+	defer rp.close()
 	cfg := bfs.Config{
 		Store:       st,
+		NewReader:   rp.newReader,
+		Stats:       rp.stats,
 		Log:         log.WithField("component", "fs"),
 		Bucket:      o.Bucket,
 		Prefix:      o.Prefix,
@@ -82,10 +98,15 @@ func runMount(o *mountOptions) error {
 	}
 	mlog := log.WithFields(logrus.Fields{"component": "mount", "mountpoint": mnt, "bucket": o.Bucket, "prefix": o.Prefix})
 	mlog.Info("mounted")
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	go func() {
 		sig, ok := <-sigs
 		if !ok {
@@ -219,7 +240,14 @@ func checkStore(ctx context.Context, st store.Store, o *mountOptions) error {
 func describeStoreErr(err error, o *mountOptions) error {
 	ep := endpointName(o)
 	code := store.ErrorCode(err)
+	msg := err.Error()
 	switch {
+	// First: a failed credential lookup never reached the endpoint, though
+	// it may carry the metadata service's dial error or timeout. The SDK
+	// says "get credentials" (auth resolver) or "retrieve credentials"
+	// (older signer).
+	case strings.Contains(msg, "get credentials") || strings.Contains(msg, "retrieve credentials"):
+		return fmt.Errorf("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("endpoint %s unreachable: no answer within %s", ep, o.StartupTimeout)
 	case errors.Is(err, store.ErrUnreachable):
@@ -234,8 +262,6 @@ func describeStoreErr(err error, o *mountOptions) error {
 		return fmt.Errorf("access denied to %s by %s (%s); check the credentials and their permissions", what, ep, orStatus(code, "403"))
 	case errors.Is(err, store.ErrNotFound) && o.Bucket != "":
 		return fmt.Errorf("bucket %q not found at %s", o.Bucket, ep)
-	case strings.Contains(err.Error(), "retrieve credentials"):
-		return fmt.Errorf("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
 	}
 	return fmt.Errorf("checking %s: %v", ep, err)
 }
@@ -270,4 +296,58 @@ func endpointName(o *mountOptions) string {
 		}
 	}
 	return "AWS S3"
+}
+
+// readPath is the block cache and read-ahead of one mount.
+type readPath struct {
+	cache *cache.Cache
+	mgr   *prefetch.Manager
+}
+
+// newReadPath splits --cache-memory between resident blocks and blocks held
+// by open files (in flight or read ahead), half each.
+func newReadPath(st store.Store, o *mountOptions) (*readPath, error) {
+	held := o.CacheMemory / 2
+	c, err := cache.New(o.CacheMemory-held, o.BlockSize)
+	if err != nil {
+		return nil, err
+	}
+	mgr := prefetch.NewManager(st, c, cache.NewBudget(held), prefetch.Config{
+		BlockSize:    o.BlockSize,
+		MaxReadahead: o.MaxReadahead,
+		MaxGets:      o.MaxGets,
+	})
+	// Blocks are the daemon's memory: ask the garbage collector to keep
+	// the heap near the budget rather than at twice the live size.
+	debug.SetMemoryLimit(o.CacheMemory + 48<<20)
+	return &readPath{cache: c, mgr: mgr}, nil
+}
+
+func (r *readPath) newReader(v store.Version) bfs.ObjectReader { return r.mgr.NewReader(v) }
+
+func (r *readPath) close() { r.cache.Close() }
+
+// stats returns the read path's counters by name.
+func (r *readPath) stats() map[string]int64 {
+	c, p := &r.cache.Stats, &r.mgr.Stats
+	return map[string]int64{
+		"cache_hits":             c.Hits.Load(),
+		"cache_misses":           c.Misses.Load(),
+		"cache_joins":            c.Joins.Load(),
+		"cache_evictions":        c.Evictions.Load(),
+		"cache_rejected":         c.Rejected.Load(),
+		"cache_resident_bytes":   c.Resident.Load(),
+		"budget_used_bytes":      r.mgr.Budget().Used(),
+		"gets":                   p.Gets.Load(),
+		"gets_inflight":          p.InflightGets.Load(),
+		"bytes_fetched":          p.BytesFetched.Load(),
+		"bytes_read":             p.BytesRead.Load(),
+		"readahead_blocks":       p.ReadaheadBlocks.Load(),
+		"readahead_used_blocks":  p.ReadaheadUsed.Load(),
+		"readahead_wasted_bytes": p.ReadaheadWasted.Load(),
+		"streams_started":        p.StreamsStarted.Load(),
+		"random_reads":           p.RandomReads.Load(),
+		"random_block_hits":      p.BlockCacheServed.Load(),
+		"open_readers":           p.OpenReaders.Load(),
+	}
 }

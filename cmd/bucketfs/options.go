@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
 )
 
@@ -32,13 +33,21 @@ type mountOptions struct {
 	MetadataTTL time.Duration
 	NegativeTTL time.Duration
 
+	// Read path
+	CacheMemory  int64 // bytes for blocks: resident, in flight, read ahead
+	BlockSize    int64
+	MaxReadahead int64 // per open file
+	MaxGets      int   // read-ahead GETs in flight, whole mount
+
 	// Operation
 	StartupTimeout time.Duration
 	LogLevel       string
 	LogFormat      string
 	DebugFUSE      bool
+	CPUProfile     string
 
-	fileModeStr, dirModeStr string
+	fileModeStr, dirModeStr                    string
+	cacheMemoryStr, blockSizeStr, maxReadahead string
 }
 
 // Default metadata TTL: archives of finished recordings and model weights
@@ -61,10 +70,16 @@ func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.BoolVar(&o.AllowOther, "allow-other", false, "let users other than the mounting one access the mount")
 	fl.DurationVar(&o.MetadataTTL, "metadata-ttl", defaultMetadataTTL, "how long listings, lookups and attributes are cached")
 	fl.DurationVar(&o.NegativeTTL, "negative-metadata-ttl", defaultNegativeTTL, "how long a name that does not exist is remembered as missing")
+	fl.StringVar(&o.cacheMemoryStr, "cache-memory", "512MiB", "memory for data blocks: cached, in flight and read ahead, for all files together")
+	fl.StringVar(&o.blockSizeStr, "block-size", "4MiB", "unit of caching and of read-ahead GETs")
+	fl.StringVar(&o.maxReadahead, "max-readahead", "64MiB", "largest read-ahead window of one sequentially read file")
+	fl.IntVar(&o.MaxGets, "max-parallel-gets", 32, "read-ahead GET requests in flight, for all files together")
 	fl.DurationVar(&o.StartupTimeout, "startup-timeout", 10*time.Second, "how long the checks before mounting wait for the endpoint")
 	fl.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	fl.BoolVar(&o.DebugFUSE, "debug-fuse", false, "log every FUSE request and reply (very verbose)")
+	fl.StringVar(&o.CPUProfile, "cpu-profile", "", "write a Go CPU profile of the daemon to this file (for performance work)")
+	fl.MarkHidden("cpu-profile")
 }
 
 // finish validates the options and parses the positional arguments
@@ -98,6 +113,27 @@ func (o *mountOptions) finish(args []string) error {
 	if o.DirMode, err = parseMode("--dir-mode", o.dirModeStr); err != nil {
 		return err
 	}
+	if o.CacheMemory, err = parseSize("--cache-memory", o.cacheMemoryStr); err != nil {
+		return err
+	}
+	if o.BlockSize, err = parseSize("--block-size", o.blockSizeStr); err != nil {
+		return err
+	}
+	if o.MaxReadahead, err = parseSize("--max-readahead", o.maxReadahead); err != nil {
+		return err
+	}
+	if o.BlockSize < 64<<10 || o.BlockSize > 256<<20 {
+		return fmt.Errorf("--block-size must be between 64KiB and 256MiB, not %s", o.blockSizeStr)
+	}
+	if o.CacheMemory < 8*o.BlockSize {
+		return fmt.Errorf("--cache-memory (%s) must hold at least 8 blocks of --block-size (%s)", o.cacheMemoryStr, o.blockSizeStr)
+	}
+	if o.MaxReadahead < o.BlockSize {
+		return fmt.Errorf("--max-readahead (%s) must be at least --block-size (%s)", o.maxReadahead, o.blockSizeStr)
+	}
+	if o.MaxGets < 1 {
+		return fmt.Errorf("--max-parallel-gets must be at least 1")
+	}
 	if o.MetadataTTL < 0 || o.NegativeTTL < 0 {
 		return fmt.Errorf("--metadata-ttl and --negative-metadata-ttl must not be negative")
 	}
@@ -108,6 +144,15 @@ func (o *mountOptions) finish(args []string) error {
 		return fmt.Errorf("--log-format must be text or json, not %q", o.LogFormat)
 	}
 	return nil
+}
+
+// parseSize parses a byte size such as 512MiB, 4M or 1048576.
+func parseSize(flag, s string) (int64, error) {
+	v, err := humanize.ParseBytes(s)
+	if err != nil || v == 0 || v > 1<<50 {
+		return 0, fmt.Errorf("%s: %q is not a size such as 512MiB", flag, s)
+	}
+	return int64(v), nil
 }
 
 // parseMode parses octal permission bits such as 0644.

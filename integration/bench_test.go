@@ -1,0 +1,592 @@
+//go:build bench
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/bucketfs/bucketfs/integration/harness"
+	"github.com/bucketfs/bucketfs/integration/proxy"
+	"golang.org/x/sys/unix"
+)
+
+// The benchmark measures bucketfs through a real mount and, in the same
+// run, "the limit": the same bytes fetched straight from the same proxy by
+// a Go client doing parallel ranged GETs with the best part size and
+// concurrency it finds. The proxy adds a first-byte latency like a remote
+// object store's. Results go to integration/BENCHMARKS.md.
+
+const (
+	benchLatency = 20 * time.Millisecond
+	gib          = 1 << 30
+	mib          = 1 << 20
+)
+
+type benchEnv struct {
+	t      *testing.T
+	px     *proxy.Proxy
+	bucket string
+	direct *s3.Client // through the proxy, for the limit
+	rows   []benchRow
+	notes  []string
+	w1     float64 // workload 1's rate, the baseline of workload 6
+}
+
+type benchRow struct {
+	workload, bucketfs, limit, ratio, note string
+}
+
+func (e *benchEnv) row(w, b, l, r, note string) {
+	e.rows = append(e.rows, benchRow{w, b, l, r, note})
+	e.t.Logf("%-44s bucketfs %-14s limit %-14s ratio %-6s %s", w, b, l, r, note)
+}
+
+func mbps(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() / 1e6 }
+
+func fmtMBps(v float64) string { return fmt.Sprintf("%.0f MB/s", v) }
+
+func fmtMs(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
+
+// TestBench runs every workload of `make bench`.
+func TestBench(t *testing.T) {
+	px, err := proxy.Start(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	px.SetLatency(benchLatency)
+	e := &benchEnv{t: t, px: px, bucket: "bench", direct: harness.Client(px.URL)}
+
+	// Seed: four 1 GiB objects, a 192 MiB object, a 256 MiB "set", and
+	// small objects for time to first byte. Uploads go around the proxy.
+	ctx := context.Background()
+	if err := harness.CreateBucket(ctx, client, e.bucket); err != nil {
+		t.Fatal(err)
+	}
+	big := randomBytes(7, gib)
+	for i := range 4 {
+		big[0] = byte(i) // four different objects
+		mustPut(t, e.bucket, fmt.Sprintf("big-%d.bin", i), big)
+	}
+	mustPut(t, e.bucket, "reread.bin", big[:192*mib])
+	mustPut(t, e.bucket, "set.mp3", big[:256*mib])
+	for i := range 12 {
+		mustPut(t, e.bucket, fmt.Sprintf("ttfb/obj-%02d.bin", i), big[i*mib:i*mib+4*mib])
+	}
+	big = nil
+	runtime.GC()
+
+	part, conc := e.bestLimitConfig()
+	e.notes = append(e.notes, fmt.Sprintf("Limit client: parallel ranged GETs of %d MiB, %d at a time (best of a sweep over part sizes 4-16 MiB and 4-16 GETs).", part/mib, conc))
+
+	e.sequential(part, conc)
+	e.timeToFirstByte()
+	e.playback()
+	e.random()
+	e.reread()
+	e.memory()
+	e.blockSizeSweep()
+	e.write()
+}
+
+func mustPut(t *testing.T, bucket, key string, data []byte) {
+	t.Helper()
+	if err := harness.Put(context.Background(), client, bucket, key, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// benchMount mounts the bench bucket through the proxy with extra flags.
+func (e *benchEnv) benchMount(extra ...string) *harness.Mount {
+	e.t.Helper()
+	dir := e.t.TempDir()
+	args := append([]string{"--endpoint", e.px.URL, "--path-style", "--log-level", "info"}, extra...)
+	args = append(args, e.bucket)
+	m, err := harness.StartMount(bin, harness.Env(e.px.URL), dir, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { m.Stop() })
+	return m
+}
+
+// readFile reads path sequentially with 1 MiB reads (like dd bs=1M).
+func readFile(path string, limit int64) (int64, time.Duration, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	start := time.Now()
+	var r io.Reader = f
+	if limit > 0 {
+		r = io.LimitReader(f, limit)
+	}
+	n, err := io.CopyBuffer(io.Discard, r, make([]byte, mib))
+	return n, time.Since(start), err
+}
+
+// limitFetch reads total bytes of each key straight from the proxy with
+// parallel ranged GETs of part bytes, conc in flight overall.
+func (e *benchEnv) limitFetch(keys []string, total, part int64, conc int) (int64, time.Duration) {
+	type job struct {
+		key string
+		off int64
+	}
+	jobs := make(chan job, 1024)
+	go func() {
+		for off := int64(0); off < total; off += part {
+			for _, k := range keys {
+				jobs <- job{k, off}
+			}
+		}
+		close(jobs)
+	}()
+	var got atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, part)
+			for j := range jobs {
+				n := min(part, total-j.off)
+				out, err := e.direct.GetObject(context.Background(), &s3.GetObjectInput{
+					Bucket: aws.String(e.bucket), Key: aws.String(j.key),
+					Range: aws.String(fmt.Sprintf("bytes=%d-%d", j.off, j.off+n-1)),
+				})
+				if err != nil {
+					e.t.Error(err)
+					return
+				}
+				k, _ := io.ReadFull(out.Body, buf[:n])
+				out.Body.Close()
+				got.Add(int64(k))
+			}
+		}()
+	}
+	wg.Wait()
+	return got.Load(), time.Since(start)
+}
+
+// bestLimitConfig sweeps part size and concurrency on 256 MiB of one object.
+func (e *benchEnv) bestLimitConfig() (int64, int) {
+	best, bestPart, bestConc := 0.0, int64(8*mib), 8
+	for _, part := range []int64{4 * mib, 8 * mib, 16 * mib} {
+		for _, conc := range []int{4, 8, 16} {
+			n, d := e.limitFetch([]string{"big-3.bin"}, 256*mib, part, conc)
+			if r := mbps(n, d); r > best {
+				best, bestPart, bestConc = r, part, conc
+			}
+		}
+	}
+	return bestPart, bestConc
+}
+
+// sequential runs workloads 1 and 2.
+func (e *benchEnv) sequential(part int64, conc int) {
+	m := e.benchMount()
+	e.px.Reset()
+	n, d, err := readFile(filepath.Join(m.Dir, "big-0.bin"), 0)
+	if err != nil || n != gib {
+		e.t.Fatalf("workload 1: %d bytes, %v", n, err)
+	}
+	fetched := e.px.Stats().GetBytes
+	w1 := mbps(n, d)
+	ln, ld := e.limitFetch([]string{"big-0.bin"}, gib, part, conc)
+	l1 := mbps(ln, ld)
+	e.row("1. sequential 1 GiB, 1 reader, cold", fmtMBps(w1), fmtMBps(l1), fmt.Sprintf("%.2f", w1/l1),
+		fmt.Sprintf("amplification %.3f", float64(fetched)/float64(n)))
+	e.w1 = w1
+
+	m2 := e.benchMount()
+	var wg sync.WaitGroup
+	var total atomic.Int64
+	start := time.Now()
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, _, err := readFile(filepath.Join(m2.Dir, fmt.Sprintf("big-%d.bin", i)), 0)
+			if err != nil {
+				e.t.Error(err)
+			}
+			total.Add(n)
+		}()
+	}
+	wg.Wait()
+	w2 := mbps(total.Load(), time.Since(start))
+	keys := []string{"big-0.bin", "big-1.bin", "big-2.bin", "big-3.bin"}
+	ln, ld = e.limitFetch(keys, gib, part, conc*2)
+	l2 := mbps(ln, ld)
+	e.row("2. sequential 4 x 1 GiB, 4 readers, cold", fmtMBps(w2), fmtMBps(l2), fmt.Sprintf("%.2f", w2/l2), "aggregate")
+	m2.Stop()
+	m.Stop()
+}
+
+// timeToFirstByte runs workload 3 on listed, uncached files.
+func (e *benchEnv) timeToFirstByte() {
+	m := e.benchMount()
+	if _, err := os.ReadDir(filepath.Join(m.Dir, "ttfb")); err != nil {
+		e.t.Fatal(err)
+	}
+	var fs, rtts []time.Duration
+	buf := make([]byte, 128<<10)
+	for i := range 12 {
+		p := filepath.Join(m.Dir, "ttfb", fmt.Sprintf("obj-%02d.bin", i))
+		start := time.Now()
+		f, err := os.Open(p)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if _, err := io.ReadFull(f, buf); err != nil {
+			e.t.Fatal(err)
+		}
+		fs = append(fs, time.Since(start))
+		f.Close()
+
+		start = time.Now()
+		out, err := e.direct.GetObject(context.Background(), &s3.GetObjectInput{
+			Bucket: aws.String(e.bucket), Key: aws.String(fmt.Sprintf("ttfb/obj-%02d.bin", i)), Range: aws.String("bytes=0-131071"),
+		})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		io.Copy(io.Discard, out.Body)
+		out.Body.Close()
+		rtts = append(rtts, time.Since(start))
+	}
+	b, l := median(fs), median(rtts)
+	e.row("3. time to first 128 KiB (open+read), median", fmtMs(b), fmtMs(l), fmt.Sprintf("%.2f", float64(b)/float64(l)),
+		fmt.Sprintf("limit = one ranged GET; target <= limit + 5 ms; p90 %s", fmtMs(percentile(fs, 0.9))))
+	m.Stop()
+}
+
+// playback runs workload 4: a media player streaming an MP3.
+func (e *benchEnv) playback() {
+	const (
+		chunk    = 64 << 10
+		speedup  = 100                                                                // 320 kbit/s compressed 100x in time
+		interval = time.Duration(chunk * 8 * float64(time.Second) / 320000 / speedup) // ~16 ms
+		segment  = 120                                                                // chunks played between seeks
+		size     = 256 * mib
+	)
+	m := e.benchMount()
+	e.px.Reset()
+	f, err := os.Open(filepath.Join(m.Dir, "set.mp3"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, chunk)
+	read := int64(0)
+	start := time.Now()
+	if _, err := f.ReadAt(buf[:128], size-128); err != nil { // ID3v1 tag
+		e.t.Fatal(err)
+	}
+	read += 128
+	rng := rand.New(rand.NewPCG(4, 4))
+	positions := []int64{0}
+	for range 3 {
+		positions = append(positions, rng.Int64N(size-segment*chunk)&^4095)
+	}
+	var resumes []time.Duration
+	var stall time.Duration
+	stalls := 0
+	for si, pos := range positions {
+		next := time.Now()
+		for c := 0; c < segment; c++ {
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+			t0 := time.Now()
+			n, err := f.ReadAt(buf, pos+int64(c*chunk))
+			if err != nil || n != chunk {
+				e.t.Fatalf("playback read: %d %v", n, err)
+			}
+			lat := time.Since(t0)
+			read += int64(n)
+			if c == 0 {
+				if si == 0 {
+					resumes = append(resumes, time.Since(start))
+				} else {
+					resumes = append(resumes, lat)
+				}
+			} else if lat > interval {
+				stall += lat - interval
+				stalls++
+			}
+			next = next.Add(interval)
+		}
+	}
+	fetched := e.px.Stats().GetBytes
+	var rs []string
+	for _, r := range resumes[1:] {
+		rs = append(rs, fmtMs(r))
+	}
+	e.row("4. MP3 playback: start (tag read + first chunk)", fmtMs(resumes[0]), "", "", "")
+	e.row("4. MP3 playback: resume after seek", strings.Join(rs, ", "), "", "", "")
+	e.row("4. MP3 playback: stall time after first block", fmtMs(stall), "", "",
+		fmt.Sprintf("%d reads slower than the %.1f ms chunk interval; amplification %.2f (read-ahead past the last position counts)", stalls, float64(interval)/1e6, float64(fetched)/float64(read)))
+	m.Stop()
+}
+
+// random runs workload 5: 4 threads of random 256 KiB reads.
+func (e *benchEnv) random() {
+	const (
+		threads = 4
+		perT    = 160
+		rsize   = 256 << 10
+	)
+	offsets := func(seed uint64) []int64 {
+		r := rand.New(rand.NewPCG(seed, 9))
+		out := make([]int64, perT)
+		for i := range out {
+			out[i] = r.Int64N(gib-rsize) &^ 4095
+		}
+		return out
+	}
+	m := e.benchMount()
+	e.px.Reset()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for th := range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := os.Open(filepath.Join(m.Dir, "big-1.bin"))
+			if err != nil {
+				e.t.Error(err)
+				return
+			}
+			defer f.Close()
+			buf := make([]byte, rsize)
+			for _, off := range offsets(uint64(th)) {
+				if _, err := f.ReadAt(buf, off); err != nil {
+					e.t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	total := int64(threads * perT * rsize)
+	fetched := e.px.Stats().GetBytes
+	b := mbps(total, d)
+
+	start = time.Now()
+	for th := range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, rsize)
+			for _, off := range offsets(uint64(th + 100)) {
+				out, err := e.direct.GetObject(context.Background(), &s3.GetObjectInput{
+					Bucket: aws.String(e.bucket), Key: aws.String("big-2.bin"),
+					Range: aws.String(fmt.Sprintf("bytes=%d-%d", off, off+rsize-1)),
+				})
+				if err != nil {
+					e.t.Error(err)
+					return
+				}
+				io.ReadFull(out.Body, buf)
+				out.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	l := mbps(total, time.Since(start))
+	e.row("5. random 256 KiB reads, 4 threads", fmtMBps(b), fmtMBps(l), fmt.Sprintf("%.2f", b/l),
+		fmt.Sprintf("amplification %.3f", float64(fetched)/float64(total)))
+	m.Stop()
+}
+
+// reread runs workload 6: a file already in the block cache, with the
+// kernel's page cache dropped.
+func (e *benchEnv) reread() {
+	m := e.benchMount()
+	p := filepath.Join(m.Dir, "reread.bin")
+	if _, _, err := readFile(p, 0); err != nil {
+		e.t.Fatal(err)
+	}
+	dropPageCache(e.t, p)
+	e.px.Reset()
+	n, d, err := readFile(p, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	st := e.px.Stats()
+	r := mbps(n, d)
+	e.row("6. re-read from block cache (page cache dropped)", fmtMBps(r), fmtMBps(e.w1)+" (w1)", fmt.Sprintf("%.1fx", r/e.w1),
+		fmt.Sprintf("192 MiB; %d GETs during the re-read", st.Gets))
+	m.Stop()
+}
+
+func dropPageCache(t *testing.T, p string) {
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// memory runs workload 7: peak RSS of one daemon over workloads 1, 2 and
+// 32 concurrent readers, against the --cache-memory budget.
+func (e *benchEnv) memory() {
+	const budget = 512 * mib
+	m := e.benchMount("--cache-memory", "512MiB")
+	readFile(filepath.Join(m.Dir, "big-0.bin"), 0)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); readFile(filepath.Join(m.Dir, fmt.Sprintf("big-%d.bin", i)), 0) }()
+	}
+	wg.Wait()
+	start := time.Now()
+	var total atomic.Int64
+	for r := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := os.Open(filepath.Join(m.Dir, fmt.Sprintf("big-%d.bin", r%4)))
+			if err != nil {
+				e.t.Error(err)
+				return
+			}
+			defer f.Close()
+			off := int64(r/4) * 128 * mib
+			n, _ := io.CopyBuffer(io.Discard, io.NewSectionReader(f, off, 128*mib), make([]byte, mib))
+			total.Add(n)
+		}()
+	}
+	wg.Wait()
+	agg := mbps(total.Load(), time.Since(start))
+	hwm := procStatusKB(e.t, m.Pid(), "VmHWM") << 10
+	e.row("7. peak RSS over 1, 2 and 32 readers", fmt.Sprintf("%d MiB", hwm/mib), fmt.Sprintf("%d MiB budget", budget/mib),
+		fmt.Sprintf("%.2f", float64(hwm)/float64(budget)),
+		fmt.Sprintf("target <= budget + 64 MiB; 32 readers ran at %s aggregate", fmtMBps(agg)))
+	stats := readStats(e.t, m.Dir)
+	e.notes = append(e.notes, fmt.Sprintf("Daemon counters after workload 7: %d GETs, %d MiB fetched, read-ahead wasted %d MiB, cache evictions %d.",
+		stats["gets"], stats["bytes_fetched"]/mib, stats["readahead_wasted_bytes"]/mib, stats["cache_evictions"]))
+	m.Stop()
+}
+
+func procStatusKB(t *testing.T, pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			v, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return v
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+func readStats(t *testing.T, dir string) map[string]int64 {
+	buf := make([]byte, 4096)
+	n, err := unix.Getxattr(dir, "user.bucketfs.stats", buf)
+	if err != nil {
+		t.Fatalf("stats xattr: %v", err)
+	}
+	out := map[string]int64{}
+	if err := json.Unmarshal(buf[:n], &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// blockSizeSweep reads 512 MiB cold with each block size.
+func (e *benchEnv) blockSizeSweep() {
+	var parts []string
+	for _, bs := range []string{"1MiB", "2MiB", "4MiB", "8MiB", "16MiB"} {
+		m := e.benchMount("--block-size", bs)
+		n, d, err := readFile(filepath.Join(m.Dir, "big-2.bin"), 512*mib)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		parts = append(parts, fmt.Sprintf("%s: %s", bs, fmtMBps(mbps(n, d))))
+		m.Stop()
+	}
+	e.notes = append(e.notes, "Block size sweep (512 MiB sequential, cold): "+strings.Join(parts, ", ")+".")
+}
+
+func median(ds []time.Duration) time.Duration { return percentile(ds, 0.5) }
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// write prints the table and saves it with the machine and settings.
+func (e *benchEnv) write() {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# bucketfs benchmark results\n\n")
+	fmt.Fprintf(&b, "Written by `make bench` on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- Machine: %d cores (%s), kernel %s, %s\n", runtime.NumCPU(), cpuModel(), kernel(), runtime.Version())
+	fmt.Fprintf(&b, "- Server: versitygw %s (posix backend) behind the bench proxy adding %s first-byte latency, no bandwidth cap; all on one machine, sharing its cores\n", harness.VersitygwVersion, benchLatency)
+	fmt.Fprintf(&b, "- bucketfs: default flags (--cache-memory 512MiB, --block-size 4MiB, --max-readahead 64MiB, --max-parallel-gets 32) unless a row says otherwise\n\n")
+	fmt.Fprintf(&b, "| workload | bucketfs | limit | ratio | notes |\n| --- | --- | --- | --- | --- |\n")
+	for _, r := range e.rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.workload, r.bucketfs, r.limit, r.ratio, r.note)
+	}
+	b.WriteString("\n")
+	for _, n := range e.notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	fmt.Print("\n" + b.String())
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "integration", "BENCHMARKS.md"), b.Bytes(), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			if _, v, ok := strings.Cut(line, ":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return "unknown CPU"
+}
+
+func kernel() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}

@@ -1,0 +1,171 @@
+// Package proxy is an HTTP proxy put between bucketfs and the test S3
+// server. It forwards every request unchanged (the Host header included, so
+// SigV4 signatures stay valid) and can add what a remote object store has
+// and a loopback server lacks: a first-byte latency and a per-connection
+// bandwidth. It counts requests by operation and the object bytes it
+// served, which is how tests see that a cached block costs no GET.
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Stats counts what went through the proxy.
+type Stats struct {
+	Gets     int64 // GetObject requests
+	Heads    int64 // HeadObject requests
+	Lists    int64 // ListObjectsV2 / ListBuckets requests
+	Others   int64
+	GetBytes int64 // body bytes of GetObject responses
+}
+
+// Proxy is a running proxy.
+type Proxy struct {
+	// Constant data
+	URL string // http://127.0.0.1:PORT
+	srv *http.Server
+	rp  *httputil.ReverseProxy
+
+	// Mutable state (atomics)
+	latency                              atomic.Int64 // nanoseconds before a request is forwarded
+	bandwidth                            atomic.Int64 // bytes per second per response; 0 = unlimited
+	gets, heads, lists, others, getBytes atomic.Int64
+}
+
+// Start listens on a free loopback port and forwards to target.
+func Start(target string) (*Proxy, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{URL: "http://" + l.Addr().String()}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.Out.Host = r.In.Host // signed by the client
+			r.Out.URL.RawPath = r.In.URL.RawPath
+			r.Out.URL.Path = r.In.URL.Path
+		},
+		Transport: &http.Transport{
+			MaxIdleConns:        256,
+			MaxIdleConnsPerHost: 256,
+			DisableCompression:  true,
+		},
+		FlushInterval: -1,
+	}
+	p.srv = &http.Server{Handler: p}
+	go p.srv.Serve(l)
+	return p, nil
+}
+
+// SetLatency sets the delay added before each request is forwarded.
+func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(d)) }
+
+// SetBandwidth limits each response body to bps bytes per second (0: no limit).
+func (p *Proxy) SetBandwidth(bps int64) { p.bandwidth.Store(bps) }
+
+// Stats returns the counters.
+func (p *Proxy) Stats() Stats {
+	return Stats{Gets: p.gets.Load(), Heads: p.heads.Load(), Lists: p.lists.Load(), Others: p.others.Load(), GetBytes: p.getBytes.Load()}
+}
+
+// Reset zeroes the counters.
+func (p *Proxy) Reset() {
+	for _, c := range []*atomic.Int64{&p.gets, &p.heads, &p.lists, &p.others, &p.getBytes} {
+		c.Store(0)
+	}
+}
+
+// Close stops the proxy.
+func (p *Proxy) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	p.srv.Shutdown(ctx)
+	p.srv.Close()
+}
+
+// Op classifies a path-style S3 request.
+func Op(r *http.Request) string {
+	_, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	q := r.URL.Query()
+	switch {
+	case r.Method == http.MethodGet && key == "":
+		return "List"
+	case r.Method == http.MethodGet && !q.Has("uploadId") && !q.Has("tagging") && !q.Has("acl"):
+		return "GetObject"
+	case r.Method == http.MethodHead && key != "":
+		return "HeadObject"
+	}
+	return "Other"
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	op := Op(r)
+	switch op {
+	case "GetObject":
+		p.gets.Add(1)
+	case "HeadObject":
+		p.heads.Add(1)
+	case "List":
+		p.lists.Add(1)
+	default:
+		p.others.Add(1)
+	}
+	if d := time.Duration(p.latency.Load()); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	cw := &countingWriter{ResponseWriter: w, bps: p.bandwidth.Load(), start: time.Now()}
+	if op == "GetObject" {
+		cw.count = &p.getBytes
+	}
+	p.rp.ServeHTTP(cw, r)
+}
+
+// countingWriter counts body bytes and paces them to a bandwidth.
+type countingWriter struct {
+	http.ResponseWriter
+	count   *atomic.Int64
+	bps     int64
+	start   time.Time
+	written int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.written += int64(n)
+	if c.count != nil {
+		c.count.Add(int64(n))
+	}
+	if c.bps > 0 {
+		due := c.start.Add(time.Duration(float64(c.written) / float64(c.bps) * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+	}
+	return n, err
+}
+
+// Flush lets the reverse proxy stream.
+func (c *countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

@@ -1,0 +1,162 @@
+// Package prefetch is bucketfs's read path: per open file it detects the
+// access pattern and reads ahead of sequential readers.
+//
+// A Reader serves one open file (one pinned object version). Its reads fall
+// in two classes:
+//
+//   - Stream reads continue a sequential stream: they are served from whole
+//     blocks that the stream holds (fetched, or in flight and filling), and
+//     the stream keeps a window of blocks ahead of the reader, fetched as
+//     parallel ranged GETs. The window starts at one block and doubles each
+//     time the reader enters a new block, up to MaxReadahead.
+//   - Other reads (random records, a tag read at the end of a file, a short
+//     jump back) are served from resident blocks when they are cached and
+//     otherwise by a GET of exactly the bytes asked for: no read
+//     amplification. They do not disturb the stream, so a media player that
+//     reads its tags or jumps back a little keeps its read-ahead.
+//
+// A new stream starts at offset 0 or where a read continues the previous
+// non-stream read; it replaces the old stream and releases its blocks. The
+// first block of a new stream is filled progressively, so the first bytes
+// come after one round trip whatever the block size.
+//
+// Memory: every block a stream holds is counted in a cache.Budget shared by
+// all files. Read-ahead takes bytes only while a reserve stays free, which
+// blocks that readers wait for may use; so with many readers windows
+// shrink instead of memory growing. Closing a Reader cancels its GETs.
+package prefetch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync/atomic"
+
+	"github.com/bucketfs/bucketfs/cache"
+	"github.com/bucketfs/bucketfs/store"
+)
+
+// Config tunes the read path of one mount.
+type Config struct {
+	// BlockSize is the unit of caching and of read-ahead GETs.
+	BlockSize int64
+	// MaxReadahead caps one stream's window.
+	MaxReadahead int64
+	// MaxGets bounds read-ahead GETs in flight for the whole mount.
+	MaxGets int
+}
+
+// Stats are the read path's counters, for benchmarks and metrics.
+type Stats struct {
+	Gets             atomic.Int64 // GET requests sent
+	BytesFetched     atomic.Int64 // body bytes received
+	BytesRead        atomic.Int64 // bytes returned to readers
+	ReadaheadBlocks  atomic.Int64 // blocks fetched ahead of a reader
+	ReadaheadUsed    atomic.Int64 // of those, blocks a reader then read
+	ReadaheadWasted  atomic.Int64 // bytes fetched ahead and never read
+	StreamsStarted   atomic.Int64
+	RandomReads      atomic.Int64 // reads served outside a stream
+	OpenReaders      atomic.Int64
+	InflightGets     atomic.Int64
+	BlockCacheServed atomic.Int64 // reads (or parts) served by resident blocks outside streams
+	BudgetFallbacks  atomic.Int64 // stream reads served by an exact GET for want of budget
+}
+
+// Manager owns what all Readers of a mount share.
+type Manager struct {
+	// Dependencies
+	st     store.Store
+	cache  *cache.Cache
+	budget *cache.Budget
+
+	// Constant data
+	cfg     Config
+	reserve int64         // budget bytes read-ahead leaves to waiting readers
+	slots   chan struct{} // read-ahead GET slots
+
+	Stats Stats
+}
+
+// NewManager returns a Manager. REQUIRES: cfg.BlockSize > 0.
+func NewManager(st store.Store, c *cache.Cache, b *cache.Budget, cfg Config) *Manager {
+	if cfg.MaxGets <= 0 {
+		cfg.MaxGets = 16
+	}
+	if cfg.MaxReadahead < cfg.BlockSize {
+		cfg.MaxReadahead = cfg.BlockSize
+	}
+	return &Manager{
+		st: st, cache: c, budget: b, cfg: cfg,
+		reserve: max(b.Capacity()/4, 2*cfg.BlockSize),
+		slots:   make(chan struct{}, cfg.MaxGets),
+	}
+}
+
+// Config returns the manager's settings.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Budget returns the shared budget.
+func (m *Manager) Budget() *cache.Budget { return m.budget }
+
+// NewReader returns a Reader of version v.
+func (m *Manager) NewReader(v store.Version) *Reader {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Stats.OpenReaders.Add(1)
+	return &Reader{
+		m: m, v: v, bs: m.cfg.BlockSize,
+		ctx: ctx, cancel: cancel,
+	}
+}
+
+// fill fetches a block into f and finishes it. With slot set it first
+// takes one of the mount's read-ahead GET slots.
+func (m *Manager) fill(ctx context.Context, v store.Version, f *cache.Flight, slot bool) {
+	if slot {
+		select {
+		case m.slots <- struct{}{}:
+			defer func() { <-m.slots }()
+		case <-ctx.Done():
+			f.Finish(ctx.Err())
+			return
+		}
+	}
+	off := f.Key().Index * m.cfg.BlockSize
+	n, err := m.get(ctx, v, off, f.Buffer(), f.Filled)
+	if err == nil && n < f.Len() {
+		err = io.ErrUnexpectedEOF
+	}
+	f.Finish(err)
+}
+
+// get reads len(buf) bytes at off of v into buf with one GET, reporting
+// progress to progress (if not nil). It returns how many bytes arrived.
+func (m *Manager) get(ctx context.Context, v store.Version, off int64, buf []byte, progress func(int)) (int, error) {
+	m.Stats.Gets.Add(1)
+	m.Stats.InflightGets.Add(1)
+	defer m.Stats.InflightGets.Add(-1)
+	out, err := m.st.Get(ctx, store.GetInput{Bucket: v.Bucket, Key: v.Key, Offset: off, Length: int64(len(buf)), IfMatch: v.ETag})
+	if err != nil {
+		return 0, err
+	}
+	defer out.Body.Close()
+	const chunk = 256 << 10
+	n := 0
+	for n < len(buf) {
+		k, rerr := out.Body.Read(buf[n:min(n+chunk, len(buf))])
+		n += k
+		m.Stats.BytesFetched.Add(int64(k))
+		if progress != nil && k > 0 {
+			progress(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			if ctx.Err() != nil {
+				return n, errors.Join(ctx.Err(), rerr)
+			}
+			return n, rerr
+		}
+	}
+	return n, nil
+}

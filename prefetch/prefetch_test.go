@@ -1,0 +1,348 @@
+package prefetch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bucketfs/bucketfs/cache"
+	"github.com/bucketfs/bucketfs/store"
+)
+
+const (
+	bs  = 1 << 20 // block size in these tests
+	mib = 1 << 20
+)
+
+type fixture struct {
+	st   *store.Fake
+	c    *cache.Cache
+	m    *Manager
+	data []byte
+	v    store.Version
+}
+
+// newFixture stores one object of size bytes in a fake with the given
+// latency and returns a manager over it.
+func newFixture(t *testing.T, size int, latency time.Duration, budget int64) *fixture {
+	t.Helper()
+	st := store.NewFake()
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{byte(size), byte(size >> 8)}).Read(data)
+	st.Put("b", "obj", data)
+	o, _ := st.Head(context.Background(), "b", "obj")
+	st.SetLatency(latency)
+	c, err := cache.New(64*mib, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	m := NewManager(st, c, cache.NewBudget(budget), Config{BlockSize: bs, MaxReadahead: 8 * mib, MaxGets: 8})
+	return &fixture{st: st, c: c, m: m, data: data, v: store.Version{Bucket: "b", Key: "obj", ETag: o.ETag, Size: o.Size}}
+}
+
+// read reads n bytes at off and checks them against the source.
+func (fx *fixture) read(t *testing.T, r *Reader, off int64, n int) {
+	t.Helper()
+	buf := make([]byte, n)
+	got, err := r.ReadAt(context.Background(), buf, off)
+	if err != nil {
+		t.Fatalf("read %d@%d: %v", n, off, err)
+	}
+	want := fx.data[off:min(int(off)+n, len(fx.data))]
+	if got != len(want) || !bytes.Equal(buf[:got], want) {
+		t.Fatalf("read %d@%d: %d bytes, content differs: %v", n, off, got, !bytes.Equal(buf[:got], want))
+	}
+}
+
+// settle waits for background GETs to end.
+func (fx *fixture) settle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for fx.m.Stats.InflightGets.Load() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("GETs still in flight after 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSequentialReadAhead: a sequential reader gets exact bytes, every
+// block is fetched once, the window grows, and nothing is fetched twice.
+func TestSequentialReadAhead(t *testing.T) {
+	fx := newFixture(t, 24*mib+333, time.Millisecond, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	for off := int64(0); off < int64(len(fx.data)); off += 128 << 10 {
+		fx.read(t, r, off, 128<<10)
+	}
+	fx.settle(t)
+	s := &fx.m.Stats
+	if got := fx.st.Calls("GetObject"); got != 25 {
+		t.Errorf("%d GETs for 25 blocks", got)
+	}
+	if s.BytesFetched.Load() != int64(len(fx.data)) {
+		t.Errorf("fetched %d bytes for %d read", s.BytesFetched.Load(), len(fx.data))
+	}
+	if s.ReadaheadBlocks.Load() < 20 {
+		t.Errorf("only %d blocks read ahead", s.ReadaheadBlocks.Load())
+	}
+	if s.StreamsStarted.Load() != 1 || s.RandomReads.Load() != 0 {
+		t.Errorf("streams %d, random reads %d", s.StreamsStarted.Load(), s.RandomReads.Load())
+	}
+	r.mu.Lock()
+	window := r.s.window
+	r.mu.Unlock()
+	if window != 8*mib {
+		t.Errorf("window = %d after 24 MiB, want the 8 MiB maximum", window)
+	}
+}
+
+// TestRandomReadsNoAmplification: records read at random offsets fetch
+// exactly what was asked and start no stream.
+func TestRandomReadsNoAmplification(t *testing.T) {
+	fx := newFixture(t, 64*mib, 0, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	rng := rand.New(rand.NewPCG(5, 5))
+	total := 0
+	for range 100 {
+		off := 4096 + rng.Int64N(60*mib)
+		fx.read(t, r, off, 256<<10)
+		total += 256 << 10
+	}
+	fx.settle(t)
+	if f := fx.m.Stats.BytesFetched.Load(); f != int64(total) {
+		t.Errorf("fetched %d bytes for %d read (amplification %.2f)", f, total, float64(f)/float64(total))
+	}
+	if n := fx.m.Stats.StreamsStarted.Load(); n != 0 {
+		t.Errorf("%d streams started by random reads", n)
+	}
+}
+
+// TestKernelSplitReadIsNotAStream: one 256 KiB read that the kernel split
+// into two adjacent requests does not start read-ahead.
+func TestKernelSplitReadIsNotAStream(t *testing.T) {
+	fx := newFixture(t, 64*mib, 0, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	fx.read(t, r, 10*mib, 128<<10)
+	fx.read(t, r, 10*mib+128<<10, 128<<10)
+	fx.settle(t)
+	if fx.m.Stats.StreamsStarted.Load() != 0 || fx.m.Stats.BytesFetched.Load() != 256<<10 {
+		t.Errorf("streams %d, fetched %d", fx.m.Stats.StreamsStarted.Load(), fx.m.Stats.BytesFetched.Load())
+	}
+}
+
+// TestTailReadThenSequential: a player reads the tag at the end, then
+// plays from the start, then checks the tag again: one stream throughout,
+// its window intact.
+func TestTailReadThenSequential(t *testing.T) {
+	fx := newFixture(t, 32*mib, time.Millisecond, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	size := int64(len(fx.data))
+	fx.read(t, r, size-128, 128)
+	for off := int64(0); off < 6*mib; off += 64 << 10 {
+		fx.read(t, r, off, 64<<10)
+	}
+	r.mu.Lock()
+	before := *r.s
+	r.mu.Unlock()
+	fx.read(t, r, size-128, 128)       // tag again
+	fx.read(t, r, 6*mib-200<<10, 4096) // small step back
+	fx.read(t, r, 6*mib, 64<<10)
+	r.mu.Lock()
+	after := *r.s
+	r.mu.Unlock()
+	if fx.m.Stats.StreamsStarted.Load() != 1 {
+		t.Errorf("%d streams started, want 1", fx.m.Stats.StreamsStarted.Load())
+	}
+	if after.window < before.window {
+		t.Errorf("window shrank from %d to %d", before.window, after.window)
+	}
+}
+
+// TestSeekInsideWindowReusesBlocks: a forward jump inside the window is
+// served from blocks already fetched or in flight.
+func TestSeekInsideWindowReusesBlocks(t *testing.T) {
+	fx := newFixture(t, 32*mib, time.Millisecond, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	for off := int64(0); off < 4*mib; off += 256 << 10 {
+		fx.read(t, r, off, 256<<10)
+	}
+	fx.settle(t)
+	gets := fx.st.Calls("GetObject")
+	r.mu.Lock()
+	heldAhead := r.s.held[(r.s.next+2*mib)/bs] != nil
+	r.mu.Unlock()
+	if !heldAhead {
+		t.Fatal("block 2 MiB ahead not held")
+	}
+	fx.read(t, r, 6*mib+1000, 64<<10)
+	if got := fx.st.Calls("GetObject"); got != gets {
+		// Only read-ahead beyond the old window may add GETs: none for
+		// the jump target itself.
+		fx.settle(t)
+	}
+	if fx.m.Stats.StreamsStarted.Load() != 1 || fx.m.Stats.RandomReads.Load() != 0 {
+		t.Errorf("jump inside the window: streams %d random %d", fx.m.Stats.StreamsStarted.Load(), fx.m.Stats.RandomReads.Load())
+	}
+}
+
+// TestLongSeekRestartsStream: a jump far outside the window is served at
+// once by an exact GET, and reading on from there starts a new stream
+// whose window grows again from one block.
+func TestLongSeekRestartsStream(t *testing.T) {
+	fx := newFixture(t, 64*mib, time.Millisecond, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	for off := int64(0); off < 8*mib; off += 256 << 10 {
+		fx.read(t, r, off, 256<<10)
+	}
+	fx.settle(t)
+	fetched := fx.m.Stats.BytesFetched.Load()
+	fx.read(t, r, 40*mib, 64<<10)
+	if got := fx.m.Stats.BytesFetched.Load() - fetched; got != 64<<10 {
+		t.Errorf("first read after a long seek fetched %d bytes, want exactly 64 KiB", got)
+	}
+	for off := int64(40*mib + 64<<10); off < 44*mib; off += 64 << 10 {
+		fx.read(t, r, off, 64<<10)
+	}
+	if n := fx.m.Stats.StreamsStarted.Load(); n != 2 {
+		t.Errorf("%d streams, want 2", n)
+	}
+	r.mu.Lock()
+	next := r.s.next
+	r.mu.Unlock()
+	if next != 44*mib {
+		t.Errorf("stream at %d, want 44 MiB", next)
+	}
+}
+
+// TestSmallObjectOneGet: an object no larger than a block is fetched
+// whole with one GET, whatever is read of it.
+func TestSmallObjectOneGet(t *testing.T) {
+	fx := newFixture(t, 300_000, 0, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	fx.read(t, r, 299_000, 1000)
+	fx.read(t, r, 5, 100)
+	fx.read(t, r, 0, 300_000)
+	fx.settle(t)
+	if got := fx.st.Calls("GetObject"); got != 1 {
+		t.Errorf("%d GETs for a 300 KB object", got)
+	}
+}
+
+// TestTwoReadersOneGetPerBlock: two files reading the same object at once
+// share GETs.
+func TestTwoReadersOneGetPerBlock(t *testing.T) {
+	fx := newFixture(t, 8*mib, 5*time.Millisecond, 32*mib)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := fx.m.NewReader(fx.v)
+			defer r.Close()
+			for off := int64(0); off < 8*mib; off += 512 << 10 {
+				fx.read(t, r, off, 512<<10)
+			}
+		}()
+	}
+	wg.Wait()
+	fx.settle(t)
+	if got := fx.st.Calls("GetObject"); got > 8 {
+		t.Errorf("%d GETs for 8 blocks read by two readers", got)
+	}
+}
+
+// TestCloseCancelsReadAhead: closing a file cancels its GETs and gives
+// back its budget.
+func TestCloseCancelsReadAhead(t *testing.T) {
+	fx := newFixture(t, 64*mib, 300*time.Millisecond, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	fx.read(t, r, 0, 256<<10)
+	fx.read(t, r, 256<<10, 256<<10)
+	for deadline := time.Now().Add(time.Second); fx.m.Stats.InflightGets.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no read-ahead in flight")
+		}
+	}
+	start := time.Now()
+	r.Close()
+	fx.settle(t)
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("read-ahead GETs ended %s after Close; not cancelled", d)
+	}
+	if u := fx.m.Budget().Used(); u != 0 {
+		t.Errorf("budget used after close = %d", u)
+	}
+	if _, err := r.ReadAt(context.Background(), make([]byte, 10), 0); !errors.Is(err, errClosed) {
+		t.Errorf("read after close: %v", err)
+	}
+}
+
+// TestManyReadersStayInBudget: 32 sequential readers never hold more than
+// the budget, and all read exact bytes.
+func TestManyReadersStayInBudget(t *testing.T) {
+	const budget = 16 * mib
+	fx := newFixture(t, 32*mib, time.Millisecond, budget)
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	var peak int64
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				peak = max(peak, fx.m.Budget().Used())
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := fx.m.NewReader(fx.v)
+			defer r.Close()
+			start := int64(i%8) * 4 * mib
+			for off := start; off < start+4*mib; off += 256 << 10 {
+				fx.read(t, r, off, 256<<10)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	fx.settle(t)
+	if peak > budget {
+		t.Errorf("budget peaked at %d > %d", peak, budget)
+	}
+	if u := fx.m.Budget().Used(); u != 0 {
+		t.Errorf("budget used after all closed = %d", u)
+	}
+}
+
+// TestChangedObjectFails: reading a version whose ETag no longer matches
+// fails with ErrPreconditionFailed, never with other bytes.
+func TestChangedObjectFails(t *testing.T) {
+	fx := newFixture(t, 8*mib, 0, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	fx.read(t, r, 0, 4096)
+	fx.st.Put("b", "obj", bytes.Repeat([]byte{1}, 8*mib))
+	_, err := r.ReadAt(context.Background(), make([]byte, 4096), 6*mib)
+	if !errors.Is(err, store.ErrPreconditionFailed) {
+		t.Errorf("read after change: %v", err)
+	}
+}

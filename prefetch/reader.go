@@ -1,0 +1,463 @@
+package prefetch
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/bucketfs/bucketfs/cache"
+	"github.com/bucketfs/bucketfs/store"
+)
+
+// backSlack is how far behind a stream's position a read may land and
+// still count as part of the stream: the kernel sends parallel reads that
+// can arrive out of order, and players step back a little.
+const backSlack = 2 << 20
+
+// streamStart is how many contiguous bytes outside a stream make a new
+// stream. The kernel splits one large read into a few contiguous requests,
+// so two adjacent reads alone do not mean a sequential reader.
+const streamStart = 1 << 20
+
+// Reader reads one object version for one open file. It is safe for
+// concurrent use.
+type Reader struct {
+	// Dependencies
+	m *Manager
+
+	// Constant data
+	v  store.Version
+	bs int64
+	// ctx lives as long as the Reader; Close cancels it and with it every
+	// read-ahead GET.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Mutable state
+	mu sync.Mutex // protects the following
+	s  *stream
+	// run is the contiguous run of reads outside the stream: [runStart,
+	// runEnd). When it reaches streamStart bytes it becomes the stream.
+	runStart, runEnd int64
+	closed           bool
+}
+
+// stream is a sequential reader's state.
+// INVARIANT: every held block holds a block reference and its bytes in the
+// budget.
+type stream struct {
+	next    int64 // offset just past the furthest byte read
+	window  int64 // bytes to keep fetched ahead of next
+	grownAt int64 // block index where the window last grew
+	held    map[int64]*heldBlock
+}
+
+type heldBlock struct {
+	f      *cache.Flight
+	blk    *cache.Block
+	bytes  int64              // budget held for it
+	cancel context.CancelFunc // cancels its GET; nil if another reader fetches it
+	ahead  bool               // fetched ahead of the reader
+	used   bool               // a read was served from it
+}
+
+var (
+	errClosed   = errors.New("prefetch: reader closed")
+	errNoBudget = errors.New("prefetch: block budget exhausted")
+	errShort    = errors.New("prefetch: short read from the object store")
+)
+
+func (r *Reader) blockLen(idx int64) int64 {
+	return min(r.bs, r.v.Size-idx*r.bs)
+}
+
+func (r *Reader) key(idx int64) cache.Key {
+	return cache.Key{Bucket: r.v.Bucket, Object: r.v.Key, ETag: r.v.ETag, Index: idx}
+}
+
+// ReadAt fills p from off. It implements fs.ObjectReader.
+func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	data, release, err := r.ReadRef(ctx, p, off)
+	if err != nil {
+		return 0, err
+	}
+	n := copy(p, data)
+	if release != nil {
+		release()
+	}
+	return n, nil
+}
+
+// ReadRef returns the bytes at [off, off+len(dest)), clamped to the object.
+// They are either in dest or, when one cached block holds them all, in that
+// block: then release is not nil and must be called once they were sent.
+// This spares a copy on the hot path.
+func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, func(), error) {
+	if off >= r.v.Size || len(dest) == 0 {
+		return nil, nil, nil
+	}
+	end := min(off+int64(len(dest)), r.v.Size)
+	dest = dest[:end-off]
+
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, nil, errClosed
+	}
+	seq := r.classifyLocked(off, end)
+	r.mu.Unlock()
+
+	var (
+		data    []byte
+		release func()
+		err     error
+	)
+	if seq || r.v.Size <= r.bs {
+		// Objects no larger than a block are always fetched whole.
+		data, release, err = r.blockRead(ctx, dest, off, seq)
+	} else {
+		r.m.Stats.RandomReads.Add(1)
+		data, release, err = r.randomRead(ctx, dest, off)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	r.m.Stats.BytesRead.Add(int64(len(data)))
+	return data, release, nil
+}
+
+// classifyLocked decides whether [off, end) belongs to the stream, starting
+// or replacing the stream when a sequential pattern appears.
+// REQUIRES: r.mu held.
+func (r *Reader) classifyLocked(off, end int64) bool {
+	if s := r.s; s != nil && off >= s.next-backSlack && off <= s.next+max(s.window, r.bs) {
+		s.next = max(s.next, end)
+		if idx := (s.next - 1) / r.bs; idx > s.grownAt {
+			s.grownAt = idx
+			s.window = min(s.window*2, r.m.cfg.MaxReadahead)
+		}
+		return true
+	}
+	// A read continuing the run (or overlapping its end, as out-of-order
+	// kernel requests do) extends it; anything else starts a new run.
+	if off >= r.runStart && off <= r.runEnd && r.runEnd > r.runStart {
+		r.runEnd = max(r.runEnd, end)
+	} else {
+		r.runStart, r.runEnd = off, end
+	}
+	if (off == 0 && r.s == nil) || r.runEnd-r.runStart >= streamStart {
+		r.dropStreamLocked()
+		r.s = &stream{next: end, window: r.bs, grownAt: (end - 1) / r.bs, held: map[int64]*heldBlock{}}
+		r.m.Stats.StreamsStarted.Add(1)
+		r.runStart, r.runEnd = 0, 0
+		return true
+	}
+	return false
+}
+
+// blockRead serves [off, off+len(dest)) from whole blocks, held by the
+// stream when seq is set, then tops up the read-ahead window.
+func (r *Reader) blockRead(ctx context.Context, dest []byte, off int64, seq bool) ([]byte, func(), error) {
+	end := off + int64(len(dest))
+	first, last := off/r.bs, (end-1)/r.bs
+	var (
+		out     []byte
+		release func()
+	)
+	for idx := first; idx <= last; idx++ {
+		bstart := idx * r.bs
+		from, to := max(off, bstart)-bstart, min(end, bstart+r.blockLen(idx))-bstart
+		data, blk, err := r.blockData(ctx, idx, int(to), seq)
+		if errors.Is(err, errNoBudget) {
+			// Every byte of the budget is held by other files: serve the
+			// bytes asked for from the cache or by an exact GET, holding
+			// nothing.
+			r.m.Stats.BudgetFallbacks.Add(1)
+			seg := dest[bstart+from-off : bstart+to-off]
+			data, rel, err := r.randomRead(ctx, seg, bstart+from)
+			if err != nil {
+				return nil, nil, err
+			}
+			copy(seg, data)
+			if rel != nil {
+				rel()
+			}
+			out = dest
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if first == last {
+			out, release = data[from:to], blk.Release
+		} else {
+			copy(dest[bstart+from-off:], data[from:to])
+			blk.Release()
+			out = dest
+		}
+	}
+	if seq {
+		r.readAhead()
+		r.releaseBehind()
+	}
+	return out, release, nil
+}
+
+// blockData returns the first end bytes of block idx and a reference to
+// the block. A flight cancelled by its owner (another file closed, or its
+// stream moved on) is joined again.
+func (r *Reader) blockData(ctx context.Context, idx int64, end int, seq bool) ([]byte, *cache.Block, error) {
+	for attempt := 0; ; attempt++ {
+		f, blk, err := r.demand(ctx, idx, seq)
+		if err != nil {
+			return nil, nil, err
+		}
+		data, err := f.Wait(ctx, end)
+		if err == nil {
+			return data, blk, nil
+		}
+		blk.Release()
+		if ctx.Err() != nil || !errors.Is(err, context.Canceled) || attempt == 2 {
+			return nil, nil, err
+		}
+		r.forget(idx, f)
+	}
+}
+
+// forget drops a held block whose flight failed.
+func (r *Reader) forget(idx int64, f *cache.Flight) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.s != nil {
+		if hb := r.s.held[idx]; hb != nil && hb.f == f {
+			r.unholdLocked(idx, hb)
+		}
+	}
+}
+
+// demand returns the flight of block idx and a reference to its block,
+// holding the block in the stream when seq is set. It fails with
+// errNoBudget rather than wait for budget: the budget is held by streams
+// whose readers may themselves be waiting.
+func (r *Reader) demand(ctx context.Context, idx int64, seq bool) (*cache.Flight, *cache.Block, error) {
+	r.mu.Lock()
+	if seq && r.s != nil {
+		if hb := r.s.held[idx]; hb != nil {
+			hb.used = true
+			hb.blk.Ref()
+			r.mu.Unlock()
+			return hb.f, hb.blk, nil
+		}
+	}
+	r.mu.Unlock()
+
+	n := r.blockLen(idx)
+	if !r.m.budget.TryAcquire(n, 0) {
+		return nil, nil, errNoBudget
+	}
+	f, blk, created := r.m.cache.Join(r.key(idx), int(n))
+	var cancel context.CancelFunc
+	if created {
+		// Held blocks outlive this read: tie their GET to the file. A
+		// block read once is tied to the read, so interrupting the read
+		// cancels its GET.
+		parent := ctx
+		if seq {
+			parent = r.ctx
+		}
+		var fctx context.Context
+		fctx, cancel = context.WithCancel(parent)
+		go r.m.fill(fctx, r.v, f, false)
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.closed:
+		r.m.budget.Release(n)
+		blk.Release()
+		if cancel != nil {
+			cancel()
+		}
+		return nil, nil, errClosed
+	case !seq || r.s == nil:
+		// Not held: the budget goes back once the block has landed.
+		go func() {
+			f.Wait(context.Background(), f.Len())
+			if cancel != nil {
+				cancel()
+			}
+			r.m.budget.Release(n)
+		}()
+		return f, blk, nil
+	case r.s.held[idx] != nil:
+		// Another read of this file got there first; let ours land.
+		hb := r.s.held[idx]
+		r.m.budget.Release(n)
+		afterLanding(f, cancel)
+		blk.Release()
+		hb.used = true
+		hb.blk.Ref()
+		return hb.f, hb.blk, nil
+	}
+	blk.Ref() // one for the stream, one for the caller
+	r.s.held[idx] = &heldBlock{f: f, blk: blk, bytes: n, cancel: cancel, used: true}
+	return f, blk, nil
+}
+
+// readAhead fetches the blocks of the window that are not held yet, as far
+// as the budget allows.
+func (r *Reader) readAhead() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.s
+	if s == nil || r.closed {
+		return
+	}
+	first := s.next / r.bs
+	last := min((s.next+s.window-1)/r.bs, (r.v.Size-1)/r.bs)
+	for idx := first; idx <= last; idx++ {
+		if s.held[idx] != nil {
+			continue
+		}
+		n := r.blockLen(idx)
+		if !r.m.budget.TryAcquire(n, r.m.reserve) {
+			return
+		}
+		f, blk, created := r.m.cache.Join(r.key(idx), int(n))
+		hb := &heldBlock{f: f, blk: blk, bytes: n, ahead: true}
+		if created {
+			var ctx context.Context
+			ctx, hb.cancel = context.WithCancel(r.ctx)
+			r.m.Stats.ReadaheadBlocks.Add(1)
+			go r.m.fill(ctx, r.v, f, true)
+		}
+		s.held[idx] = hb
+	}
+}
+
+// releaseBehind lets go of blocks the stream has passed.
+func (r *Reader) releaseBehind() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.s == nil {
+		return
+	}
+	limit := r.s.next - backSlack
+	for idx, hb := range r.s.held {
+		if (idx+1)*r.bs <= limit {
+			r.unholdLocked(idx, hb)
+		}
+	}
+}
+
+// unholdLocked releases one held block. REQUIRES: r.mu held.
+func (r *Reader) unholdLocked(idx int64, hb *heldBlock) {
+	delete(r.s.held, idx)
+	if hb.ahead {
+		if hb.used {
+			r.m.Stats.ReadaheadUsed.Add(1)
+		} else {
+			r.m.Stats.ReadaheadWasted.Add(hb.bytes)
+		}
+	}
+	if done, _ := hb.f.Done(); !done && hb.cancel != nil && !hb.used {
+		hb.cancel() // nobody here needs it any more
+	} else {
+		afterLanding(hb.f, hb.cancel)
+	}
+	hb.blk.Release()
+	r.m.budget.Release(hb.bytes)
+}
+
+// afterLanding lets f finish landing in the cache, then frees its context.
+func afterLanding(f *cache.Flight, cancel context.CancelFunc) {
+	if cancel == nil {
+		return
+	}
+	go func() {
+		f.Wait(context.Background(), f.Len())
+		cancel()
+	}()
+}
+
+// dropStreamLocked releases every block of the stream. REQUIRES: r.mu held.
+func (r *Reader) dropStreamLocked() {
+	if r.s == nil {
+		return
+	}
+	for idx, hb := range r.s.held {
+		r.unholdLocked(idx, hb)
+	}
+	r.s = nil
+}
+
+// randomRead serves a read outside the stream: from cached blocks where
+// there are some, otherwise by a GET of exactly the missing bytes, straight
+// into dest.
+func (r *Reader) randomRead(ctx context.Context, dest []byte, off int64) ([]byte, func(), error) {
+	end := off + int64(len(dest))
+	if off/r.bs == (end-1)/r.bs {
+		if blk, ok := r.cached(off / r.bs); ok {
+			bstart := (off / r.bs) * r.bs
+			r.m.Stats.BlockCacheServed.Add(1)
+			return blk.Bytes()[off-bstart : end-bstart], blk.Release, nil
+		}
+	}
+	for pos := off; pos < end; {
+		idx := pos / r.bs
+		bstart := idx * r.bs
+		segEnd := min(end, bstart+r.bs)
+		if blk, ok := r.cached(idx); ok {
+			copy(dest[pos-off:segEnd-off], blk.Bytes()[pos-bstart:segEnd-bstart])
+			blk.Release()
+			r.m.Stats.BlockCacheServed.Add(1)
+			pos = segEnd
+			continue
+		}
+		// Extend the GET over following blocks that are not cached either.
+		for segEnd < end && !r.m.cache.Contains(r.key(segEnd/r.bs)) {
+			segEnd = min(end, segEnd+r.bs)
+		}
+		n, err := r.m.get(ctx, r.v, pos, dest[pos-off:segEnd-off], nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		if int64(n) < segEnd-pos {
+			return nil, nil, errShort
+		}
+		pos = segEnd
+	}
+	return dest, nil, nil
+}
+
+// cached returns a reference to block idx if the stream holds it complete
+// or it is resident.
+func (r *Reader) cached(idx int64) (*cache.Block, bool) {
+	r.mu.Lock()
+	if r.s != nil {
+		if hb := r.s.held[idx]; hb != nil {
+			if done, err := hb.f.Done(); done && err == nil {
+				hb.blk.Ref()
+				r.mu.Unlock()
+				return hb.blk, true
+			}
+		}
+	}
+	r.mu.Unlock()
+	return r.m.cache.Get(r.key(idx))
+}
+
+// Close cancels the Reader's GETs and releases its blocks.
+func (r *Reader) Close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	r.dropStreamLocked()
+	r.mu.Unlock()
+	r.cancel()
+	r.m.Stats.OpenReaders.Add(-1)
+}
