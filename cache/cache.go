@@ -76,7 +76,7 @@ func New(maxBytes, blockSize int64) (*Cache, error) {
 		return nil, errors.New("cache: size and block size must be positive")
 	}
 	c := &Cache{flights: map[Key]*Flight{}}
-	c.pool = &bufPool{size: int(blockSize), reused: &c.Stats.Reused}
+	c.pool = newBufPool(int(blockSize), idleBuffers(maxBytes, blockSize), &c.Stats.Reused)
 	items := max(maxBytes/blockSize, 1)
 	rc, err := ristretto.NewCache(&ristretto.Config[string, *Block]{
 		NumCounters:        items * 10,
@@ -99,6 +99,13 @@ func New(maxBytes, blockSize int64) (*Cache, error) {
 	}
 	c.rc = rc
 	return c, nil
+}
+
+// idleBuffers is how many free block buffers the pool keeps: enough to
+// cover the blocks streams fetch while the resident set turns over, at most
+// an eighth of the cache.
+func idleBuffers(maxBytes, blockSize int64) int {
+	return int(max(min(maxBytes/8/blockSize, 16), 2))
 }
 
 // Close releases the cache. Flights that land afterwards are dropped.
@@ -229,21 +236,29 @@ func (b *Block) Release() {
 
 // bufPool recycles full-size block buffers: a fresh buffer costs a page
 // fault per 4 KiB the first time it is written, which at streaming rates
-// costs more than the copy itself.
+// costs more than the copy itself. It keeps at most a fixed number of idle
+// buffers, unlike a sync.Pool, which the garbage collector empties often
+// when the heap is kept near its limit.
 type bufPool struct {
 	size   int
-	pool   sync.Pool
+	free   chan []byte
 	reused *atomic.Int64
+}
+
+func newBufPool(size, keep int, reused *atomic.Int64) *bufPool {
+	return &bufPool{size: size, free: make(chan []byte, keep), reused: reused}
 }
 
 func (p *bufPool) get(n int) *Block {
 	b := &Block{pool: p}
 	b.refs.Store(1)
 	if n == p.size {
-		if v, ok := p.pool.Get().(*[]byte); ok {
+		select {
+		case buf := <-p.free:
 			p.reused.Add(1)
-			b.data = *v
+			b.data = buf
 			return b
+		default:
 		}
 	}
 	b.data = make([]byte, n)
@@ -254,8 +269,12 @@ func (p *bufPool) get(n int) *Block {
 }
 
 func (p *bufPool) put(buf []byte) {
-	if len(buf) == p.size {
-		p.pool.Put(&buf)
+	if len(buf) != p.size {
+		return
+	}
+	select {
+	case p.free <- buf:
+	default: // enough idle buffers: let this one go
 	}
 }
 

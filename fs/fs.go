@@ -20,8 +20,10 @@ package fs
 
 import (
 	"context"
+	"fmt"
 	"hash/fnv"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -30,6 +32,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // Config is what the node tree needs.
@@ -141,7 +144,28 @@ func Mount(dir string, cfg Config, mo MountOptions) (*fuse.Server, error) {
 			IgnoreSecurityLabels: true,
 		},
 	}
-	return gofs.Mount(dir, NewRoot(cfg), opts)
+	server, err := gofs.Mount(dir, NewRoot(cfg), opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := setKernelReadahead(dir, mo.MaxRead); err != nil {
+		cfg.Log.WithError(err).Debug("kernel read-ahead left at its default")
+	}
+	return server, nil
+}
+
+// setKernelReadahead raises the kernel's read-ahead for the mount to
+// bytes. FUSE caps what a filesystem asks for at mount time to the kernel
+// default (128 KiB), which makes the kernel cut every large read into
+// 128 KiB requests; the mount's backing device setting in sysfs is not
+// capped. Needs root; without it the default stays.
+func setKernelReadahead(dir string, bytes int) error {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return err
+	}
+	bdi := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	return os.WriteFile(bdi, []byte(strconv.Itoa(bytes>>10)), 0)
 }
 
 func fsName(cfg Config) string {

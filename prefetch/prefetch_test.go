@@ -147,6 +147,12 @@ func TestTailReadThenSequential(t *testing.T) {
 	defer r.Close()
 	size := int64(len(fx.data))
 	fx.read(t, r, size-128, 128)
+	r.mu.Lock()
+	first := r.s != nil && r.s.held[0] != nil
+	r.mu.Unlock()
+	if !first {
+		t.Fatal("reading the tail first did not start fetching the first block")
+	}
 	for off := int64(0); off < 6*mib; off += 64 << 10 {
 		fx.read(t, r, off, 64<<10)
 	}
@@ -344,5 +350,39 @@ func TestChangedObjectFails(t *testing.T) {
 	_, err := r.ReadAt(context.Background(), make([]byte, 4096), 6*mib)
 	if !errors.Is(err, store.ErrPreconditionFailed) {
 		t.Errorf("read after change: %v", err)
+	}
+}
+
+// TestResumeAfterSeekBecomesStream: after a seek, a small read followed by
+// a larger contiguous one (the kernel's read-ahead growing) is a stream.
+func TestResumeAfterSeekBecomesStream(t *testing.T) {
+	fx := newFixture(t, 64*mib, 0, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	fx.read(t, r, 20*mib, 64<<10)
+	if fx.m.Stats.StreamsStarted.Load() != 0 {
+		t.Fatal("a lone read started a stream")
+	}
+	fx.read(t, r, 20*mib+64<<10, 256<<10)
+	if fx.m.Stats.StreamsStarted.Load() != 1 {
+		t.Errorf("second contiguous read did not start a stream")
+	}
+}
+
+// TestSlowReaderSmallWindow: a reader consuming slowly (audio at its
+// bitrate) keeps a window of a few seconds of its rate, not the maximum.
+func TestSlowReaderSmallWindow(t *testing.T) {
+	fx := newFixture(t, 32*mib, 0, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	for off := int64(0); off < 3*mib; off += 64 << 10 {
+		fx.read(t, r, off, 64<<10)
+		time.Sleep(20 * time.Millisecond) // ~3.2 MB/s
+	}
+	r.mu.Lock()
+	window := r.s.window
+	r.mu.Unlock()
+	if window >= 8*mib {
+		t.Errorf("window of a 3 MB/s reader = %d, want under the 8 MiB maximum", window)
 	}
 }

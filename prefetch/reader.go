@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/bucketfs/bucketfs/cache"
 	"github.com/bucketfs/bucketfs/store"
@@ -14,10 +15,19 @@ import (
 // can arrive out of order, and players step back a little.
 const backSlack = 2 << 20
 
-// streamStart is how many contiguous bytes outside a stream make a new
-// stream. The kernel splits one large read into a few contiguous requests,
-// so two adjacent reads alone do not mean a sequential reader.
-const streamStart = 1 << 20
+// A run of contiguous reads outside the stream becomes the stream once it
+// has at least two reads and more than runStart bytes. Without the byte
+// floor, one 256 KiB record read that the kernel cut into two 128 KiB
+// requests would look sequential; with it, a player resuming after a seek
+// (the kernel's read-ahead grows its requests) is a stream by its second
+// read.
+const runStart = 256 << 10
+
+// leadTime is how far ahead of a stream's reader, in time at its measured
+// rate, the window reaches: enough to hide several round trips, not so much
+// that a slow reader (audio at 320 kbit/s) holds minutes of data it may
+// skip.
+const leadTime = 2 * time.Second
 
 // Reader reads one object version for one open file. It is safe for
 // concurrent use.
@@ -39,6 +49,8 @@ type Reader struct {
 	// run is the contiguous run of reads outside the stream: [runStart,
 	// runEnd). When it reaches streamStart bytes it becomes the stream.
 	runStart, runEnd int64
+	runReads         int
+	reads            int64 // reads served so far
 	closed           bool
 }
 
@@ -46,9 +58,11 @@ type Reader struct {
 // INVARIANT: every held block holds a block reference and its bytes in the
 // budget.
 type stream struct {
-	next    int64 // offset just past the furthest byte read
-	window  int64 // bytes to keep fetched ahead of next
-	grownAt int64 // block index where the window last grew
+	start   int64     // where the stream began
+	began   time.Time // when
+	next    int64     // offset just past the furthest byte read
+	window  int64     // bytes to keep fetched ahead of next
+	grownAt int64     // block index where the window last grew
 	held    map[int64]*heldBlock
 }
 
@@ -105,7 +119,19 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 		return nil, nil, errClosed
 	}
 	seq := r.classifyLocked(off, end)
+	tailFirst := r.reads == 0 && !seq && off >= r.v.Size-r.bs
+	if tailFirst {
+		// Media players and zip readers look at the end of a file first
+		// (ID3v1 tags, a central directory), then read from the start:
+		// fetch the first block while the tail is read.
+		r.s = &stream{began: time.Now(), window: r.bs, held: map[int64]*heldBlock{}}
+		r.m.Stats.StreamsStarted.Add(1)
+	}
+	r.reads++
 	r.mu.Unlock()
+	if tailFirst {
+		r.readAhead()
+	}
 
 	var (
 		data    []byte
@@ -134,7 +160,7 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 		s.next = max(s.next, end)
 		if idx := (s.next - 1) / r.bs; idx > s.grownAt {
 			s.grownAt = idx
-			s.window = min(s.window*2, r.m.cfg.MaxReadahead)
+			s.window = min(s.window*2, r.windowCap(s))
 		}
 		return true
 	}
@@ -142,17 +168,30 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 	// kernel requests do) extends it; anything else starts a new run.
 	if off >= r.runStart && off <= r.runEnd && r.runEnd > r.runStart {
 		r.runEnd = max(r.runEnd, end)
+		r.runReads++
 	} else {
-		r.runStart, r.runEnd = off, end
+		r.runStart, r.runEnd, r.runReads = off, end, 1
 	}
-	if (off == 0 && r.s == nil) || r.runEnd-r.runStart >= streamStart {
+	if (off == 0 && r.s == nil) || (r.runReads >= 2 && r.runEnd-r.runStart > runStart) {
 		r.dropStreamLocked()
-		r.s = &stream{next: end, window: r.bs, grownAt: (end - 1) / r.bs, held: map[int64]*heldBlock{}}
+		r.s = &stream{start: r.runStart, began: time.Now(), next: end, window: r.bs, grownAt: (end - 1) / r.bs, held: map[int64]*heldBlock{}}
 		r.m.Stats.StreamsStarted.Add(1)
-		r.runStart, r.runEnd = 0, 0
+		r.runStart, r.runEnd, r.runReads = 0, 0, 0
 		return true
 	}
 	return false
+}
+
+// windowCap bounds a stream's window by its reader's rate: leadTime of
+// reading at the rate seen so far, at least two blocks, at most
+// MaxReadahead.
+func (r *Reader) windowCap(s *stream) int64 {
+	elapsed := time.Since(s.began)
+	if elapsed < 100*time.Millisecond {
+		return r.m.cfg.MaxReadahead // too early to tell: assume a fast reader
+	}
+	rate := float64(s.next-s.start) / elapsed.Seconds()
+	return min(max(int64(rate*leadTime.Seconds()), 2*r.bs), r.m.cfg.MaxReadahead)
 }
 
 // blockRead serves [off, off+len(dest)) from whole blocks, held by the

@@ -337,6 +337,7 @@ func (r *readPath) stats() map[string]int64 {
 		"cache_evictions":        c.Evictions.Load(),
 		"cache_rejected":         c.Rejected.Load(),
 		"cache_resident_bytes":   c.Resident.Load(),
+		"cache_buffers_reused":   c.Reused.Load(),
 		"budget_used_bytes":      r.mgr.Budget().Used(),
 		"gets":                   p.Gets.Load(),
 		"gets_inflight":          p.InflightGets.Load(),
