@@ -108,41 +108,92 @@ func (m *Manager) NewReader(v store.Version) *Reader {
 	}
 }
 
-// fill fetches a block into f and finishes it. With slot set it first
-// takes one of the mount's read-ahead GET slots.
-func (m *Manager) fill(ctx context.Context, v store.Version, f *cache.Flight, slot bool) {
+// fill fetches consecutive blocks with one GET, filling each flight in
+// turn, and finishes them. With slot set it first takes one of the mount's
+// read-ahead GET slots.
+func (m *Manager) fill(ctx context.Context, v store.Version, slot bool, flights ...*cache.Flight) {
 	if slot {
 		select {
 		case m.slots <- struct{}{}:
 			defer func() { <-m.slots }()
 		case <-ctx.Done():
-			f.Finish(ctx.Err())
+			finishAll(flights, ctx.Err())
 			return
 		}
 	}
-	off := f.Key().Index * m.cfg.BlockSize
-	n, err := m.get(ctx, v, off, f.Buffer(), f.Filled)
-	if err == nil && n < f.Len() {
-		err = io.ErrUnexpectedEOF
+	first, last := flights[0], flights[len(flights)-1]
+	off := first.Key().Index * m.cfg.BlockSize
+	end := last.Key().Index*m.cfg.BlockSize + int64(last.Len())
+	body, err := m.open(ctx, v, off, end-off)
+	if err != nil {
+		finishAll(flights, err)
+		return
 	}
-	f.Finish(err)
+	defer body.Close()
+	for i, f := range flights {
+		n, err := m.readInto(ctx, body, f.Buffer(), f.Filled)
+		if err == nil && n < f.Len() {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			finishAll(flights[i:], err)
+			return
+		}
+		f.Finish(nil)
+	}
 }
 
-// get reads len(buf) bytes at off of v into buf with one GET, reporting
-// progress to progress (if not nil). It returns how many bytes arrived.
-func (m *Manager) get(ctx context.Context, v store.Version, off int64, buf []byte, progress func(int)) (int, error) {
-	m.Stats.Gets.Add(1)
-	m.Stats.InflightGets.Add(1)
-	defer m.Stats.InflightGets.Add(-1)
-	out, err := m.st.Get(ctx, store.GetInput{Bucket: v.Bucket, Key: v.Key, Offset: off, Length: int64(len(buf)), IfMatch: v.ETag})
+func finishAll(flights []*cache.Flight, err error) {
+	for _, f := range flights {
+		f.Finish(err)
+	}
+}
+
+// get reads len(buf) bytes at off of v into buf with one GET. It returns
+// how many bytes arrived.
+func (m *Manager) get(ctx context.Context, v store.Version, off int64, buf []byte) (int, error) {
+	body, err := m.open(ctx, v, off, int64(len(buf)))
 	if err != nil {
 		return 0, err
 	}
-	defer out.Body.Close()
+	defer body.Close()
+	return m.readInto(ctx, body, buf, nil)
+}
+
+// open starts a GET of length bytes at off, pinned to v's ETag.
+func (m *Manager) open(ctx context.Context, v store.Version, off, length int64) (io.ReadCloser, error) {
+	m.Stats.Gets.Add(1)
+	m.Stats.InflightGets.Add(1)
+	out, err := m.st.Get(ctx, store.GetInput{Bucket: v.Bucket, Key: v.Key, Offset: off, Length: length, IfMatch: v.ETag})
+	if err != nil {
+		m.Stats.InflightGets.Add(-1)
+		return nil, err
+	}
+	return &countedBody{ReadCloser: out.Body, inflight: &m.Stats.InflightGets}, nil
+}
+
+// countedBody ends a GET's count in flight when closed.
+type countedBody struct {
+	io.ReadCloser
+	inflight *atomic.Int64
+	closed   bool
+}
+
+func (b *countedBody) Close() error {
+	if !b.closed {
+		b.closed = true
+		b.inflight.Add(-1)
+	}
+	return b.ReadCloser.Close()
+}
+
+// readInto fills buf from body, reporting progress (if not nil) as bytes
+// arrive, and returns how many bytes it read.
+func (m *Manager) readInto(ctx context.Context, body io.Reader, buf []byte, progress func(int)) (int, error) {
 	const chunk = 256 << 10
 	n := 0
 	for n < len(buf) {
-		k, rerr := out.Body.Read(buf[n:min(n+chunk, len(buf))])
+		k, rerr := body.Read(buf[n:min(n+chunk, len(buf))])
 		n += k
 		m.Stats.BytesFetched.Add(int64(k))
 		if progress != nil && k > 0 {

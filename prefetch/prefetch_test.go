@@ -71,8 +71,9 @@ func (fx *fixture) settle(t *testing.T) {
 	}
 }
 
-// TestSequentialReadAhead: a sequential reader gets exact bytes, every
-// block is fetched once, the window grows, and nothing is fetched twice.
+// TestSequentialReadAhead: a sequential reader gets exact bytes, the window
+// grows, wide windows are fetched in multi-block GETs, and no byte is
+// fetched twice.
 func TestSequentialReadAhead(t *testing.T) {
 	fx := newFixture(t, 24*mib+333, time.Millisecond, 32*mib)
 	r := fx.m.NewReader(fx.v)
@@ -82,8 +83,9 @@ func TestSequentialReadAhead(t *testing.T) {
 	}
 	fx.settle(t)
 	s := &fx.m.Stats
-	if got := fx.st.Calls("GetObject"); got != 25 {
-		t.Errorf("%d GETs for 25 blocks", got)
+	// Once the window is wide, one GET fetches several blocks.
+	if got := fx.st.Calls("GetObject"); got >= 25 || got < 7 {
+		t.Errorf("%d GETs for 25 blocks, want fewer than one per block", got)
 	}
 	if s.BytesFetched.Load() != int64(len(fx.data)) {
 		t.Errorf("fetched %d bytes for %d read", s.BytesFetched.Load(), len(fx.data))

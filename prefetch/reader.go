@@ -306,7 +306,7 @@ func (r *Reader) demand(ctx context.Context, idx int64, seq bool) (*cache.Flight
 		}
 		var fctx context.Context
 		fctx, cancel = context.WithCancel(parent)
-		go r.m.fill(fctx, r.v, f, false)
+		go r.m.fill(fctx, r.v, false, f)
 	}
 
 	r.mu.Lock()
@@ -355,8 +355,44 @@ func (r *Reader) readAhead() {
 	}
 	first := s.next / r.bs
 	last := min((s.next+s.window-1)/r.bs, (r.v.Size-1)/r.bs)
+	// A wide window is fetched in GETs of several blocks: each request
+	// costs the server (and the round trip) the same whatever its size.
+	perGet := int(min(max(s.window/(4*r.bs), 1), maxBlocksPerGet))
+	var run []*cache.Flight
+	flush := func() {
+		switch len(run) {
+		case 0:
+			return
+		case 1:
+			// A single block can be cancelled on its own when the
+			// stream moves on.
+			ctx, cancel := context.WithCancel(r.ctx)
+			s.held[run[0].Key().Index].cancel = cancel
+			go r.m.fill(ctx, r.v, true, run[0])
+		default:
+			// Blocks sharing a GET end with it; Close cancels it.
+			go r.m.fill(r.ctx, r.v, true, run...)
+		}
+		run = nil
+	}
+	defer flush()
+	// In steady state the window slides one block per block read; wait
+	// until a whole GET's worth is missing at its far end, unless that end
+	// is near (a narrow window) or is the end of the object.
+	missing := int64(0)
+	for idx := first; idx <= last; idx++ {
+		if s.held[idx] == nil {
+			missing++
+		}
+	}
+	if perGet > 1 && missing < int64(perGet) && last < (r.v.Size-1)/r.bs {
+		if firstMissing := r.firstMissing(s, first, last); firstMissing < 0 || (firstMissing-first)*r.bs >= s.window/2 {
+			return
+		}
+	}
 	for idx := first; idx <= last; idx++ {
 		if s.held[idx] != nil {
+			flush()
 			continue
 		}
 		n := r.blockLen(idx)
@@ -364,16 +400,32 @@ func (r *Reader) readAhead() {
 			return
 		}
 		f, blk, created := r.m.cache.Join(r.key(idx), int(n))
-		hb := &heldBlock{f: f, blk: blk, bytes: n, ahead: true}
-		if created {
-			var ctx context.Context
-			ctx, hb.cancel = context.WithCancel(r.ctx)
-			r.m.Stats.ReadaheadBlocks.Add(1)
-			go r.m.fill(ctx, r.v, f, true)
+		s.held[idx] = &heldBlock{f: f, blk: blk, bytes: n, ahead: true}
+		if !created {
+			flush()
+			continue
 		}
-		s.held[idx] = hb
+		r.m.Stats.ReadaheadBlocks.Add(1)
+		run = append(run, f)
+		if len(run) == perGet {
+			flush()
+		}
 	}
 }
+
+// firstMissing returns the first block in [first, last] the stream does not
+// hold, or -1. REQUIRES: r.mu held.
+func (r *Reader) firstMissing(s *stream, first, last int64) int64 {
+	for idx := first; idx <= last; idx++ {
+		if s.held[idx] == nil {
+			return idx
+		}
+	}
+	return -1
+}
+
+// maxBlocksPerGet caps how many blocks one read-ahead GET fetches.
+const maxBlocksPerGet = 4
 
 // releaseBehind lets go of blocks the stream has passed.
 func (r *Reader) releaseBehind() {
@@ -458,7 +510,7 @@ func (r *Reader) randomRead(ctx context.Context, dest []byte, off int64) ([]byte
 		for segEnd < end && !r.m.cache.Contains(r.key(segEnd/r.bs)) {
 			segEnd = min(end, segEnd+r.bs)
 		}
-		n, err := r.m.get(ctx, r.v, pos, dest[pos-off:segEnd-off], nil)
+		n, err := r.m.get(ctx, r.v, pos, dest[pos-off:segEnd-off])
 		if err != nil {
 			return nil, nil, err
 		}
