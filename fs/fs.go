@@ -114,10 +114,13 @@ type MountOptions struct {
 	MaxRead int
 }
 
+// DefaultMaxRead is the MaxRead used when none is given.
+const DefaultMaxRead = 1 << 20
+
 // Mount mounts the tree for cfg at dir and returns the running server.
 func Mount(dir string, cfg Config, mo MountOptions) (*fuse.Server, error) {
 	if mo.MaxRead == 0 {
-		mo.MaxRead = 1 << 20
+		mo.MaxRead = DefaultMaxRead
 	}
 	entryTTL, negTTL := cfg.MetadataTTL, cfg.NegativeTTL
 	opts := &gofs.Options{
@@ -144,22 +147,15 @@ func Mount(dir string, cfg Config, mo MountOptions) (*fuse.Server, error) {
 			IgnoreSecurityLabels: true,
 		},
 	}
-	server, err := gofs.Mount(dir, NewRoot(cfg), opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := setKernelReadahead(dir, mo.MaxRead); err != nil {
-		cfg.Log.WithError(err).Debug("kernel read-ahead left at its default")
-	}
-	return server, nil
+	return gofs.Mount(dir, NewRoot(cfg), opts)
 }
 
-// setKernelReadahead raises the kernel's read-ahead for the mount to
-// bytes. FUSE caps what a filesystem asks for at mount time to the kernel
-// default (128 KiB), which makes the kernel cut every large read into
-// 128 KiB requests; the mount's backing device setting in sysfs is not
-// capped. Needs root; without it the default stays.
-func setKernelReadahead(dir string, bytes int) error {
+// SetKernelReadahead raises the kernel's read-ahead for the mount at dir
+// to bytes (MountOptions.MaxRead). FUSE caps what a filesystem asks for at
+// mount time to the kernel default (128 KiB), which makes the kernel cut
+// every large read into 128 KiB requests; the mount's backing device
+// setting in sysfs is not capped. Needs root; without it the default stays.
+func SetKernelReadahead(dir string, bytes int) error {
 	var st syscall.Stat_t
 	if err := syscall.Stat(dir, &st); err != nil {
 		return err

@@ -439,7 +439,7 @@ func (e *benchEnv) reread() {
 	if _, _, err := readFile(p, 0); err != nil {
 		e.t.Fatal(err)
 	}
-	dropPageCache(e.t, p)
+	dropCache(e.t, p)
 	e.px.Reset()
 	n, d, err := readFile(p, 0)
 	if err != nil {
@@ -450,17 +450,6 @@ func (e *benchEnv) reread() {
 	e.row("6. re-read from block cache (page cache dropped)", fmtMBps(r), fmtMBps(e.w1)+" (w1)", fmt.Sprintf("%.1fx", r/e.w1),
 		fmt.Sprintf("192 MiB; %d GETs during the re-read", st.Gets))
 	m.Stop()
-}
-
-func dropPageCache(t *testing.T, p string) {
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // memory runs workload 7: peak RSS of one daemon over workloads 1, 2 and
@@ -478,7 +467,7 @@ func (e *benchEnv) memory() {
 	// The kernel still holds those pages: drop them so the 32 readers go
 	// through the daemon.
 	for i := range 4 {
-		dropPageCache(e.t, filepath.Join(m.Dir, fmt.Sprintf("big-%d.bin", i)))
+		dropCache(e.t, filepath.Join(m.Dir, fmt.Sprintf("big-%d.bin", i)))
 	}
 	start := time.Now()
 	var total atomic.Int64

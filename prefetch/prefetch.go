@@ -44,6 +44,12 @@ type Config struct {
 	MaxReadahead int64
 	// MaxGets bounds read-ahead GETs in flight for the whole mount.
 	MaxGets int
+	// SplitBytes is the largest read the kernel may deliver as several
+	// contiguous requests: two contiguous reads covering no more than this
+	// are not taken for a sequential reader. Twice the kernel's request
+	// size when it is small (128 KiB read-ahead); 0 when the kernel sends
+	// whole reads.
+	SplitBytes int64
 }
 
 // Stats are the read path's counters, for benchmarks and metrics.
@@ -74,6 +80,9 @@ type Manager struct {
 	reserve int64         // budget bytes read-ahead leaves to waiting readers
 	slots   chan struct{} // read-ahead GET slots
 
+	// Mutable state
+	splitBytes atomic.Int64 // Config.SplitBytes, as set now
+
 	Stats Stats
 }
 
@@ -85,12 +94,18 @@ func NewManager(st store.Store, c *cache.Cache, b *cache.Budget, cfg Config) *Ma
 	if cfg.MaxReadahead < cfg.BlockSize {
 		cfg.MaxReadahead = cfg.BlockSize
 	}
-	return &Manager{
+	m := &Manager{
 		st: st, cache: c, budget: b, cfg: cfg,
 		reserve: max(b.Capacity()/4, 2*cfg.BlockSize),
 		slots:   make(chan struct{}, cfg.MaxGets),
 	}
+	m.splitBytes.Store(cfg.SplitBytes)
+	return m
 }
+
+// SetSplitBytes changes Config.SplitBytes, for when the kernel's request
+// size is known only after mounting.
+func (m *Manager) SetSplitBytes(n int64) { m.splitBytes.Store(n) }
 
 // Config returns the manager's settings.
 func (m *Manager) Config() Config { return m.cfg }

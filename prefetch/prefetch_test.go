@@ -41,7 +41,7 @@ func newFixture(t *testing.T, size int, latency time.Duration, budget int64) *fi
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	m := NewManager(st, c, cache.NewBudget(budget), Config{BlockSize: bs, MaxReadahead: 8 * mib, MaxGets: 8})
+	m := NewManager(st, c, cache.NewBudget(budget), Config{BlockSize: bs, MaxReadahead: 8 * mib, MaxGets: 8, SplitBytes: 256 << 10})
 	return &fixture{st: st, c: c, m: m, data: data, v: store.Version{Bucket: "b", Key: "obj", ETag: o.ETag, Size: o.Size}}
 }
 
@@ -356,9 +356,19 @@ func TestChangedObjectFails(t *testing.T) {
 }
 
 // TestResumeAfterSeekBecomesStream: after a seek, a small read followed by
-// a larger contiguous one (the kernel's read-ahead growing) is a stream.
+// a larger contiguous one (the kernel's read-ahead growing) is a stream;
+// when the kernel sends whole reads, any second contiguous read is.
 func TestResumeAfterSeekBecomesStream(t *testing.T) {
 	fx := newFixture(t, 64*mib, 0, 32*mib)
+	whole := NewManager(fx.st, fx.c, cache.NewBudget(32*mib), Config{BlockSize: bs, MaxReadahead: 8 * mib})
+	w := whole.NewReader(fx.v)
+	defer w.Close()
+	fx.read(t, w, 30*mib, 64<<10)
+	fx.read(t, w, 30*mib+64<<10, 64<<10)
+	if whole.Stats.StreamsStarted.Load() != 1 {
+		t.Errorf("with SplitBytes 0, two contiguous 64 KiB reads did not start a stream")
+	}
+
 	r := fx.m.NewReader(fx.v)
 	defer r.Close()
 	fx.read(t, r, 20*mib, 64<<10)

@@ -172,7 +172,7 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 	} else {
 		r.runStart, r.runEnd, r.runReads = off, end, 1
 	}
-	if (off == 0 && r.s == nil) || (r.runReads >= 2 && r.runEnd-r.runStart > runStart) {
+	if (off == 0 && r.s == nil) || (r.runReads >= 2 && r.runEnd-r.runStart > r.m.splitBytes.Load()) {
 		r.dropStreamLocked()
 		r.s = &stream{start: r.runStart, began: time.Now(), next: end, window: r.bs, grownAt: (end - 1) / r.bs, held: map[int64]*heldBlock{}}
 		r.m.Stats.StreamsStarted.Add(1)

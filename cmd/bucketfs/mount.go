@@ -97,6 +97,10 @@ func runMount(o *mountOptions) error {
 		return fmt.Errorf("mounting %s: %v", mnt, err)
 	}
 	mlog := log.WithFields(logrus.Fields{"component": "mount", "mountpoint": mnt, "bucket": o.Bucket, "prefix": o.Prefix})
+	if err := bfs.SetKernelReadahead(mnt, bfs.DefaultMaxRead); err != nil {
+		mlog.WithError(err).Info("kernel read-ahead left at 128 KiB: large reads arrive as 128 KiB requests")
+		rp.mgr.SetSplitBytes(2 * 128 << 10)
+	}
 	mlog.Info("mounted")
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
