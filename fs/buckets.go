@@ -76,6 +76,9 @@ func (b *bucketsNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 
 // Lookup implements gofs.NodeLookuper.
 func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := checkAccess(ctx, b.m.cfg.DirMode, b.m.cfg.UID, b.m.cfg.GID, xOK); errno != 0 {
+		return nil, errno
+	}
 	names, _, errno := b.buckets(ctx)
 	if errno != 0 {
 		return nil, errno

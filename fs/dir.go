@@ -82,6 +82,9 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if !validName(name) {
 		return nil, syscall.ENOENT
 	}
+	if errno := checkAccess(ctx, d.m.cfg.DirMode, d.m.cfg.UID, d.m.cfg.GID, xOK); errno != 0 {
+		return nil, errno
+	}
 	e, found, err := d.lookupEntry(ctx, name)
 	if err != nil {
 		return nil, toErrno(d.log().WithField("name", name), err)
@@ -252,14 +255,14 @@ func (d *dirNode) childInode(ctx context.Context, e entry, out *fuse.EntryOut) *
 	}
 	if ch := d.GetChild(e.name); ch != nil {
 		if f, ok := ch.Operations().(*fileNode); ok {
-			f.setMeta(e.obj, now)
+			f.setMeta(e.obj, now, false)
 			f.fillAttr(&out.Attr)
 			return ch
 		}
 	}
 	key := d.prefix + e.name
 	child := &fileNode{base: base{m: d.m}, bucket: d.bucket, key: key}
-	child.setMeta(e.obj, now)
+	child.setMeta(e.obj, now, false)
 	child.fillAttr(&out.Attr)
 	return d.NewInode(ctx, child, gofs.StableAttr{Mode: fuse.S_IFREG, Ino: inoOf(d.bucket, key)})
 }

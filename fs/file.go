@@ -28,6 +28,14 @@ type fileNode struct {
 	// keptETag is the version whose pages the kernel may hold from an
 	// earlier open; opening the same version again keeps them.
 	keptETag string
+	// headAt is when a HEAD last refreshed meta (listings carry no user
+	// metadata, and not always the restore state).
+	headAt time.Time
+	// forcedArchived is set when a GET found the object archived though
+	// its metadata did not say so.
+	forcedArchived bool
+	// watching is set while a goroutine watches a running restore.
+	watching bool
 }
 
 var (
@@ -36,20 +44,47 @@ var (
 )
 
 // setMeta records attributes seen in a listing or a HEAD at time now.
-func (f *fileNode) setMeta(o store.Object, now time.Time) {
+// A listing carries no user metadata and, from many servers, no restore
+// state: for the same version those are kept from the last HEAD. When the
+// file turns readable or unreadable, the kernel's cached mode is dropped,
+// and a running restore is watched.
+func (f *fileNode) setMeta(o store.Object, now time.Time, fromHead bool) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	before := stateOf(f.meta, f.forcedArchived, now)
+	if o.ETag != f.meta.ETag {
+		f.forcedArchived = false
+	} else if !fromHead {
+		if o.Metadata == nil {
+			o.Metadata = f.meta.Metadata
+		}
+		if !o.Restore.Requested {
+			o.Restore = f.meta.Restore
+		}
+	}
+	if fromHead {
+		f.headAt = now
+	}
 	f.meta = o
 	f.metaAt = now
+	after := stateOf(f.meta, f.forcedArchived, now)
+	f.mu.Unlock()
+	if before.readable() != after.readable() && f.StableAttr().Ino != 0 {
+		f.invalidate()
+	}
+	if after == restoring {
+		f.watchRestore()
+	}
 }
 
 // fillAttr fills out from the cached attributes.
 func (f *fileNode) fillAttr(out *fuse.Attr) {
-	f.mu.Lock()
-	o := f.meta
-	f.mu.Unlock()
+	s, o := f.state()
 	out.Ino = inoOf(f.bucket, f.key)
 	out.Mode = syscall.S_IFREG | uint32(f.m.cfg.FileMode.Perm())
+	if !s.readable() {
+		// Archived and not restored: mode 0000 shows it at a glance.
+		out.Mode = syscall.S_IFREG
+	}
 	out.Nlink = 1
 	out.Size = uint64(o.Size)
 	out.Blocks = (out.Size + 511) / 512
@@ -78,7 +113,7 @@ func (f *fileNode) revalidate(ctx context.Context) (store.Object, error) {
 	if err != nil {
 		return store.Object{}, err
 	}
-	f.setMeta(*o, f.m.now())
+	f.setMeta(*o, f.m.now(), true)
 	return *o, nil
 }
 
@@ -96,9 +131,15 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	o, err := f.fresh(ctx)
-	if err != nil {
+	if _, err := f.fresh(ctx); err != nil {
 		return nil, 0, toErrno(f.log(), err)
+	}
+	s, o := f.state()
+	if !s.readable() {
+		return nil, 0, f.unreadableErrno(ctx, s, o)
+	}
+	if errno := checkAccess(ctx, f.m.cfg.FileMode, f.m.cfg.UID, f.m.cfg.GID, rOK); errno != 0 {
+		return nil, 0, errno
 	}
 	h := &handle{node: f}
 	h.pin(o)
@@ -174,8 +215,13 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		}
 	}
 	if err != nil {
-		if errors.Is(err, store.ErrPreconditionFailed) {
+		switch {
+		case errors.Is(err, store.ErrPreconditionFailed):
 			h.node.log().Warn("object changed while open; reads on this handle fail with ESTALE, reopen to see the new version")
+		case errors.Is(err, store.ErrInvalidObjectState):
+			h.node.sawArchived(ctx)
+			s, o := h.node.state()
+			return nil, h.node.unreadableErrno(ctx, s, o)
 		}
 		return nil, toErrno(h.node.log(), err)
 	}

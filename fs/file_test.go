@@ -23,7 +23,7 @@ func testFile(t *testing.T, cfg Config, f *store.Fake, key string) *fileNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.setMeta(*o, cfg.Now())
+	n.setMeta(*o, cfg.Now(), true)
 	return n
 }
 

@@ -60,10 +60,21 @@ type Config struct {
 	DirMode     os.FileMode
 	MetadataTTL time.Duration
 	NegativeTTL time.Duration
+	// Mountpoint is where the tree is mounted, for messages.
+	Mountpoint string
+	// AutoRestoreDays, when > 0, makes opening an archived object start a
+	// restore for that many days.
+	AutoRestoreDays int32
+	// RestorePoll is the first interval between HEADs checking a running
+	// restore; it doubles up to 16 times that. Zero means one minute.
+	RestorePoll time.Duration
+	// Ctx bounds background work (restore watchers); nil means none.
+	Ctx context.Context
 }
 
 // mountState is shared by every node of one mount.
 type mountState struct {
+	ctx     context.Context
 	cfg     Config
 	log     *logrus.Entry
 	now     func() time.Time
@@ -99,7 +110,13 @@ func NewRoot(cfg Config) gofs.InodeEmbedder {
 	if cfg.DirMode == 0 {
 		cfg.DirMode = 0o755
 	}
-	m := &mountState{cfg: cfg, log: cfg.Log, now: cfg.Now, started: cfg.Now()}
+	if cfg.RestorePoll == 0 {
+		cfg.RestorePoll = time.Minute
+	}
+	if cfg.Ctx == nil {
+		cfg.Ctx = context.Background()
+	}
+	m := &mountState{cfg: cfg, log: cfg.Log, now: cfg.Now, started: cfg.Now(), ctx: cfg.Ctx}
 	if cfg.Bucket == "" {
 		return &bucketsNode{base: base{m: m}}
 	}
@@ -141,7 +158,8 @@ func Mount(dir string, cfg Config, mo MountOptions) (*fuse.Server, error) {
 			MaxReadAhead:  mo.MaxRead,
 			MaxBackground: 64,
 			DirectMount:   true,
-			Options:       []string{"ro", "default_permissions"},
+			// Not "ro" and no default_permissions: see access.go.
+			Options: []string{},
 			// Security labels are never stored in S3; answering them in the
 			// kernel saves a round trip per file access.
 			IgnoreSecurityLabels: true,

@@ -36,6 +36,7 @@ type fakeObject struct {
 	modified time.Time
 	class    string
 	meta     map[string]string
+	restore  RestoreState
 }
 
 var _ Store = (*Fake)(nil)
@@ -91,6 +92,26 @@ func (f *Fake) PutObject(bucket, key string, data []byte, class string, meta map
 		modified: time.Now().UTC().Truncate(time.Second),
 		class:    class,
 		meta:     meta,
+	}
+}
+
+// Archive moves an object to an archived class, as a lifecycle rule does,
+// dropping any restored copy.
+func (f *Fake) Archive(bucket, key, class string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if o := f.buckets[bucket][key]; o != nil {
+		o.class, o.restore = class, RestoreState{}
+	}
+}
+
+// FinishRestore completes a running restore with the given expiry (a past
+// expiry means the restored copy is gone again).
+func (f *Fake) FinishRestore(bucket, key string, expiry time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if o := f.buckets[bucket][key]; o != nil {
+		o.restore = RestoreState{Requested: true, Expiry: expiry}
 	}
 }
 
@@ -216,7 +237,7 @@ func (f *Fake) List(ctx context.Context, in ListInput) (*ListPage, error) {
 			last = entry
 		} else {
 			o := objs[k]
-			page.Objects = append(page.Objects, Object{Key: k, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified, StorageClass: o.class})
+			page.Objects = append(page.Objects, Object{Key: k, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified, StorageClass: o.class, Restore: o.restore})
 			last = k
 		}
 	}
@@ -234,7 +255,7 @@ func (f *Fake) Head(ctx context.Context, bucket, key string) (*Object, error) {
 	if !ok {
 		return nil, fakeErr("HeadObject", bucket, key, 404, "NotFound", ErrNotFound)
 	}
-	return &Object{Key: key, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified, StorageClass: o.class, Metadata: o.meta}, nil
+	return &Object{Key: key, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified, StorageClass: o.class, Metadata: o.meta, Restore: o.restore}, nil
 }
 
 // Get implements Store.
@@ -247,6 +268,9 @@ func (f *Fake) Get(ctx context.Context, in GetInput) (*GetOutput, error) {
 	o, ok := f.buckets[in.Bucket][in.Key]
 	if !ok {
 		return nil, fakeErr("GetObject", in.Bucket, in.Key, 404, "NoSuchKey", ErrNotFound)
+	}
+	if Archived(o.class) && !o.restore.Readable(time.Now()) {
+		return nil, fakeErr("GetObject", in.Bucket, in.Key, 403, "InvalidObjectState", ErrInvalidObjectState)
 	}
 	if in.IfMatch != "" && in.IfMatch != o.etag {
 		return nil, fakeErr("GetObject", in.Bucket, in.Key, 412, "PreconditionFailed", ErrPreconditionFailed)
@@ -261,6 +285,30 @@ func (f *Fake) Get(ctx context.Context, in GetInput) (*GetOutput, error) {
 	}
 	return &GetOutput{
 		Body:   io.NopCloser(bytes.NewReader(o.data[in.Offset:end])),
-		Object: Object{Key: in.Key, Size: size, ETag: o.etag, LastModified: o.modified, StorageClass: o.class, Metadata: o.meta},
+		Object: Object{Key: in.Key, Size: size, ETag: o.etag, LastModified: o.modified, StorageClass: o.class, Metadata: o.meta, Restore: o.restore},
 	}, nil
+}
+
+// Restore implements Store with S3's answers: a new restore starts and
+// stays ongoing until FinishRestore; a done one is extended.
+func (f *Fake) Restore(ctx context.Context, in RestoreInput) (RestoreOutcome, error) {
+	if err := f.begin(ctx, "RestoreObject", in.Bucket, in.Key); err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	o, ok := f.buckets[in.Bucket][in.Key]
+	switch {
+	case !ok:
+		return 0, fakeErr("RestoreObject", in.Bucket, in.Key, 404, "NoSuchKey", ErrNotFound)
+	case !Archived(o.class):
+		return 0, fakeErr("RestoreObject", in.Bucket, in.Key, 403, "InvalidObjectState", ErrInvalidObjectState)
+	case o.restore.Ongoing:
+		return 0, fakeErr("RestoreObject", in.Bucket, in.Key, 409, "RestoreAlreadyInProgress", ErrRestoreInProgress)
+	case o.restore.Readable(time.Now()):
+		o.restore.Expiry = time.Now().Add(time.Duration(in.Days) * 24 * time.Hour)
+		return RestoreAlreadyDone, nil
+	}
+	o.restore = RestoreState{Requested: true, Ongoing: true}
+	return RestoreStarted, nil
 }

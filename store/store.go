@@ -28,6 +28,10 @@ type Store interface {
 	Head(ctx context.Context, bucket, key string) (*Object, error)
 	// Get opens a ranged read of an object. The caller closes the body.
 	Get(ctx context.Context, in GetInput) (*GetOutput, error)
+	// Restore asks for an archived object to be restored. A restore that
+	// is already running fails with ErrRestoreInProgress; an object that
+	// needs no restore fails with ErrInvalidObjectState.
+	Restore(ctx context.Context, in RestoreInput) (RestoreOutcome, error)
 }
 
 // Bucket is one entry of ListBuckets.
@@ -44,8 +48,9 @@ type Object struct {
 	LastModified time.Time
 	// StorageClass is empty or "STANDARD" for the standard tier.
 	StorageClass string
-	// Restore is the raw x-amz-restore header (HEAD and GET only).
-	Restore string
+	// Restore is the restore state: from the x-amz-restore header (HEAD
+	// and GET) or the listing's RestoreStatus where the server gives it.
+	Restore RestoreState
 	// Metadata is the user metadata (HEAD and GET only).
 	Metadata map[string]string
 }
@@ -97,6 +102,7 @@ var (
 	ErrAccessDenied       = errors.New("access denied")
 	ErrPreconditionFailed = errors.New("precondition failed")
 	ErrInvalidObjectState = errors.New("object is archived")
+	ErrRestoreInProgress  = errors.New("restore already in progress")
 	ErrInvalidRange       = errors.New("invalid range")
 	ErrThrottled          = errors.New("throttled")
 	ErrUnreachable        = errors.New("endpoint unreachable")

@@ -37,6 +37,8 @@ type Proxy struct {
 	latency                              atomic.Int64 // nanoseconds before a request is forwarded
 	bandwidth                            atomic.Int64 // bytes per second per response; 0 = unlimited
 	gets, heads, lists, others, getBytes atomic.Int64
+
+	arch archive // archive-tier emulation, see archive.go
 }
 
 // Start listens on a free loopback port and forwards to target.
@@ -62,7 +64,8 @@ func Start(target string) (*Proxy, error) {
 			MaxIdleConnsPerHost: 256,
 			DisableCompression:  true,
 		},
-		FlushInterval: -1,
+		FlushInterval:  -1,
+		ModifyResponse: p.modifyResponse,
 	}
 	p.srv = &http.Server{Handler: p}
 	go p.srv.Serve(l)
@@ -80,11 +83,12 @@ func (p *Proxy) Stats() Stats {
 	return Stats{Gets: p.gets.Load(), Heads: p.heads.Load(), Lists: p.lists.Load(), Others: p.others.Load(), GetBytes: p.getBytes.Load()}
 }
 
-// Reset zeroes the counters.
+// Reset zeroes the counters (RestoreRequests included).
 func (p *Proxy) Reset() {
 	for _, c := range []*atomic.Int64{&p.gets, &p.heads, &p.lists, &p.others, &p.getBytes} {
 		c.Store(0)
 	}
+	p.arch.resetCounters()
 }
 
 // Close stops the proxy.
@@ -131,6 +135,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			t.Stop()
 			return
 		}
+	}
+	if p.serveArchive(w, r) {
+		return
 	}
 	cw := &countingWriter{ResponseWriter: w, bps: p.bandwidth.Load(), start: time.Now()}
 	if op == "GetObject" {

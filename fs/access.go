@@ -1,0 +1,124 @@
+package fs
+
+import (
+	"context"
+	"os"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// bucketfs mounts without the kernel's default_permissions and checks
+// permissions itself, so that opening an archived file whose restore is
+// running can answer EAGAIN rather than the kernel's EACCES for mode 0000.
+// It is also why the mount is not "ro": setting user.s3.restore must reach
+// the daemon. Every other change is refused here with EROFS.
+
+// Permission bits asked for, as in access(2).
+const (
+	xOK = 1
+	wOK = 2
+	rOK = 4
+)
+
+// checkAccess checks the caller of ctx against perm (owned by uid:gid) for
+// the bits in want. Root may read anything and search any directory.
+// Supplementary groups are not known to FUSE: only the primary group counts.
+func checkAccess(ctx context.Context, perm os.FileMode, uid, gid uint32, want uint32) syscall.Errno {
+	caller, ok := fuse.FromContext(ctx)
+	if !ok {
+		return 0
+	}
+	if want&wOK != 0 {
+		return syscall.EROFS
+	}
+	if caller.Uid == 0 {
+		if want&xOK != 0 && perm&0o111 == 0 {
+			return syscall.EACCES
+		}
+		return 0
+	}
+	bits := uint32(perm.Perm())
+	switch {
+	case caller.Uid == uid:
+		bits >>= 6
+	case caller.Gid == gid:
+		bits >>= 3
+	}
+	if bits&want != want {
+		return syscall.EACCES
+	}
+	return 0
+}
+
+var (
+	_ = (gofs.NodeAccesser)((*base)(nil))
+	_ = (gofs.NodeMkdirer)((*base)(nil))
+	_ = (gofs.NodeMknoder)((*base)(nil))
+	_ = (gofs.NodeCreater)((*base)(nil))
+	_ = (gofs.NodeUnlinker)((*base)(nil))
+	_ = (gofs.NodeRmdirer)((*base)(nil))
+	_ = (gofs.NodeRenamer)((*base)(nil))
+	_ = (gofs.NodeLinker)((*base)(nil))
+	_ = (gofs.NodeSymlinker)((*base)(nil))
+	_ = (gofs.NodeSetattrer)((*base)(nil))
+	_ = (gofs.NodeOpendirer)((*dirNode)(nil))
+	_ = (gofs.NodeOpendirer)((*bucketsNode)(nil))
+)
+
+// Access implements gofs.NodeAccesser.
+func (b *base) Access(ctx context.Context, mask uint32) syscall.Errno {
+	perm := b.m.cfg.DirMode
+	if f, ok := b.EmbeddedInode().Operations().(*fileNode); ok {
+		perm = f.m.cfg.FileMode
+		if s, _ := f.state(); !s.readable() {
+			perm = 0
+		}
+	}
+	return checkAccess(ctx, perm, b.m.cfg.UID, b.m.cfg.GID, mask)
+}
+
+// Opendir implements gofs.NodeOpendirer.
+func (d *dirNode) Opendir(ctx context.Context) syscall.Errno {
+	return checkAccess(ctx, d.m.cfg.DirMode, d.m.cfg.UID, d.m.cfg.GID, rOK)
+}
+
+// Opendir implements gofs.NodeOpendirer.
+func (b *bucketsNode) Opendir(ctx context.Context) syscall.Errno {
+	return checkAccess(ctx, b.m.cfg.DirMode, b.m.cfg.UID, b.m.cfg.GID, rOK)
+}
+
+// The mount is read-only.
+
+func (b *base) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+
+func (b *base) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+
+func (b *base) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EROFS
+}
+
+func (b *base) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
+
+func (b *base) Rmdir(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
+
+func (b *base) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return syscall.EROFS
+}
+
+func (b *base) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+
+func (b *base) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+
+func (b *base) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
