@@ -20,6 +20,7 @@ type entry struct {
 	name string
 	dir  bool
 	obj  store.Object // files only
+	seen time.Time    // when the store said so
 }
 
 // lookupResult caches the answer to a single-name lookup.
@@ -123,6 +124,7 @@ func (d *dirNode) lookupEntry(ctx context.Context, name string) (entry, bool, er
 	if d.lookups == nil {
 		d.lookups = map[string]lookupResult{}
 	}
+	e.seen = now
 	d.lookups[name] = lookupResult{e: e, found: found, at: now}
 	d.mu.Unlock()
 	return e, found, nil
@@ -181,6 +183,10 @@ func (d *dirNode) listing(ctx context.Context) (map[string]entry, []string, erro
 	entries, err := d.listAll(ctx)
 	if err != nil {
 		return nil, nil, err
+	}
+	for n, e := range entries {
+		e.seen = now
+		entries[n] = e
 	}
 	names := make([]string, 0, len(entries))
 	for n := range entries {
@@ -241,7 +247,6 @@ func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 // childInode returns the inode for e, reusing the existing child so open
 // handles and kernel references stay valid, and fills out's attributes.
 func (d *dirNode) childInode(ctx context.Context, e entry, out *fuse.EntryOut) *gofs.Inode {
-	now := d.m.now()
 	if e.dir {
 		ino := inoOf(d.bucket, d.prefix+e.name+"/")
 		d.m.dirAttr(&out.Attr, ino)
@@ -255,14 +260,14 @@ func (d *dirNode) childInode(ctx context.Context, e entry, out *fuse.EntryOut) *
 	}
 	if ch := d.GetChild(e.name); ch != nil {
 		if f, ok := ch.Operations().(*fileNode); ok {
-			f.setMeta(e.obj, now, false)
+			f.setMeta(e.obj, e.seen, false)
 			f.fillAttr(&out.Attr)
 			return ch
 		}
 	}
 	key := d.prefix + e.name
 	child := &fileNode{base: base{m: d.m}, bucket: d.bucket, key: key}
-	child.setMeta(e.obj, now, false)
+	child.setMeta(e.obj, e.seen, false)
 	child.fillAttr(&out.Attr)
 	return d.NewInode(ctx, child, gofs.StableAttr{Mode: fuse.S_IFREG, Ino: inoOf(d.bucket, key)})
 }

@@ -36,6 +36,9 @@ type fileNode struct {
 	forcedArchived bool
 	// watching is set while a goroutine watches a running restore.
 	watching bool
+	// expiryTimer drops the kernel's cached mode when a restored copy
+	// expires.
+	expiryTimer *time.Timer
 }
 
 var (
@@ -43,13 +46,18 @@ var (
 	_ = (gofs.NodeOpener)((*fileNode)(nil))
 )
 
-// setMeta records attributes seen in a listing or a HEAD at time now.
+// setMeta records attributes the store gave at time now, unless newer ones
+// are already known: a cached listing must not undo what a later HEAD saw.
 // A listing carries no user metadata and, from many servers, no restore
 // state: for the same version those are kept from the last HEAD. When the
 // file turns readable or unreadable, the kernel's cached mode is dropped,
 // and a running restore is watched.
 func (f *fileNode) setMeta(o store.Object, now time.Time, fromHead bool) {
 	f.mu.Lock()
+	if now.Before(f.metaAt) {
+		f.mu.Unlock()
+		return
+	}
 	before := stateOf(f.meta, f.forcedArchived, now)
 	if o.ETag != f.meta.ETag {
 		f.forcedArchived = false
@@ -67,6 +75,12 @@ func (f *fileNode) setMeta(o store.Object, now time.Time, fromHead bool) {
 	f.meta = o
 	f.metaAt = now
 	after := stateOf(f.meta, f.forcedArchived, now)
+	if after == restored {
+		if f.expiryTimer != nil {
+			f.expiryTimer.Stop()
+		}
+		f.expiryTimer = time.AfterFunc(time.Until(o.Restore.Expiry), f.invalidate)
+	}
 	f.mu.Unlock()
 	if before.readable() != after.readable() && f.StableAttr().Ino != 0 {
 		f.invalidate()

@@ -146,6 +146,9 @@ func Mount(dir string, cfg Config, mo MountOptions) (*fuse.Server, error) {
 		NegativeTimeout: &negTTL,
 		UID:             cfg.UID,
 		GID:             cfg.GID,
+		// Mode 0000 is meaningful here (archived objects): go-fuse would
+		// otherwise turn it into 0644.
+		NullPermissions: true,
 		MountOptions: fuse.MountOptions{
 			FsName:     fsName(cfg),
 			Name:       "bucketfs",

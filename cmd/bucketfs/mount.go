@@ -78,6 +78,9 @@ func runMount(o *mountOptions) error {
 		return err
 	}
 	defer rp.close()
+	// Background work (restore watchers) ends with the mount.
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	defer stopBackground()
 	cfg := bfs.Config{
 		Store:       st,
 		NewReader:   rp.newReader,
@@ -91,6 +94,11 @@ func runMount(o *mountOptions) error {
 		DirMode:     o.DirMode,
 		MetadataTTL: o.MetadataTTL,
 		NegativeTTL: o.NegativeTTL,
+
+		Mountpoint:      mnt,
+		AutoRestoreDays: o.AutoRestoreDays,
+		RestorePoll:     o.RestoreCheck,
+		Ctx:             bgCtx,
 	}
 	server, err := bfs.Mount(mnt, cfg, bfs.MountOptions{AllowOther: o.AllowOther, Debug: o.DebugFUSE})
 	if err != nil {

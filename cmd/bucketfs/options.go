@@ -39,6 +39,10 @@ type mountOptions struct {
 	MaxReadahead int64 // per open file
 	MaxGets      int   // read-ahead GETs in flight, whole mount
 
+	// Archive tier
+	AutoRestoreDays int32         // > 0: opening an archived object restores it
+	RestoreCheck    time.Duration // first interval between checks of a running restore
+
 	// Operation
 	StartupTimeout time.Duration
 	LogLevel       string
@@ -74,6 +78,9 @@ func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.StringVar(&o.blockSizeStr, "block-size", "4MiB", "unit of caching and of read-ahead GETs")
 	fl.StringVar(&o.maxReadahead, "max-readahead", "64MiB", "largest read-ahead window of one sequentially read file")
 	fl.IntVar(&o.MaxGets, "max-parallel-gets", 32, "read-ahead GET requests in flight, for all files together")
+	fl.Int32Var(&o.AutoRestoreDays, "auto-restore", 0, "opening an archived object starts a restore for this many days (--auto-restore alone: 1 day) and fails with EAGAIN until it completes")
+	fl.Lookup("auto-restore").NoOptDefVal = "1"
+	fl.DurationVar(&o.RestoreCheck, "restore-check-interval", time.Minute, "first interval between checks of a running restore (it doubles up to 16x)")
 	fl.DurationVar(&o.StartupTimeout, "startup-timeout", 10*time.Second, "how long the checks before mounting wait for the endpoint")
 	fl.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
@@ -130,6 +137,12 @@ func (o *mountOptions) finish(args []string) error {
 	}
 	if o.MaxReadahead < o.BlockSize {
 		return fmt.Errorf("--max-readahead (%s) must be at least --block-size (%s)", o.maxReadahead, o.blockSizeStr)
+	}
+	if o.AutoRestoreDays < 0 || o.AutoRestoreDays > 36500 {
+		return fmt.Errorf("--auto-restore takes a number of days from 1 to 36500")
+	}
+	if o.RestoreCheck < time.Second {
+		return fmt.Errorf("--restore-check-interval must be at least 1s")
 	}
 	if o.MaxGets < 1 {
 		return fmt.Errorf("--max-parallel-gets must be at least 1")
