@@ -283,7 +283,9 @@ func TestOddKeysInListing(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(m.Dir, "clash")); err != nil || !fi.IsDir() {
 		t.Errorf("clash: %v %v, want the directory", fi, err)
 	}
-	waitFor(t, 2*time.Second, "the clash in the log", func() bool { return strings.Contains(m.Log(), "skipping key that cannot be a file name") && strings.Contains(m.Log(), "share a name") })
+	waitFor(t, 2*time.Second, "the clash in the log", func() bool {
+		return strings.Contains(m.Log(), "skipping key that cannot be a file name") && strings.Contains(m.Log(), "share a name")
+	})
 	if strings.Count(m.Log(), "object and directory share a name") != 1 {
 		t.Errorf("clash not logged exactly once:\n%s", m.Log())
 	}
