@@ -207,6 +207,9 @@ func (f *fileNode) sawArchived(ctx context.Context) {
 // so a changed mode shows at once. The kernel may hold locks while it
 // waits for this daemon, so it is sent from another goroutine.
 func (f *fileNode) invalidate() {
+	if f.StableAttr().Ino == 0 {
+		return // not in the tree yet: the kernel has nothing cached
+	}
 	go f.NotifyContent(0, 0)
 }
 

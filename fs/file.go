@@ -82,7 +82,7 @@ func (f *fileNode) setMeta(o store.Object, now time.Time, fromHead bool) {
 		f.expiryTimer = time.AfterFunc(time.Until(o.Restore.Expiry), f.invalidate)
 	}
 	f.mu.Unlock()
-	if before.readable() != after.readable() && f.StableAttr().Ino != 0 {
+	if before.readable() != after.readable() {
 		f.invalidate()
 	}
 	if after == restoring {
