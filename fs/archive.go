@@ -178,11 +178,16 @@ func (f *fileNode) watchRestore() {
 				return
 			case <-time.After(delay):
 			}
-			o, err := f.revalidate(f.m.ctx)
-			if err != nil {
+			_, err := f.revalidate(f.m.ctx)
+			if errors.Is(err, store.ErrNotFound) {
+				return // the object is gone
+			} else if err != nil {
 				f.log().WithError(err).Debug("checking a restore")
-			} else if !o.Restore.Ongoing {
+			} else if s, o := f.state(); s == restored {
 				f.log().WithFields(logrus.Fields{"path": f.path(), "expiry": o.Restore.Expiry}).Warn("restore complete: the file is readable")
+				return
+			} else if s != restoring {
+				f.log().WithField("path", f.path()).Warn("restore ended without a readable copy")
 				return
 			}
 			delay = min(delay*2, 16*f.m.cfg.RestorePoll)

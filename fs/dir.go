@@ -23,6 +23,10 @@ type entry struct {
 	seen time.Time    // when the store said so
 }
 
+// maxLookups is how many single-name answers a directory keeps before it
+// drops expired ones.
+const maxLookups = 4096
+
 // lookupResult caches the answer to a single-name lookup.
 type lookupResult struct {
 	e     entry
@@ -103,9 +107,12 @@ func (d *dirNode) lookupEntry(ctx context.Context, name string) (entry, bool, er
 	ttl, negTTL := d.m.cfg.MetadataTTL, d.m.cfg.NegativeTTL
 	d.mu.Lock()
 	if d.entries != nil && now.Sub(d.listedAt) < ttl {
-		e, ok := d.entries[name]
-		d.mu.Unlock()
-		return e, ok, nil
+		// A name in the listing is trusted for the TTL; a name missing
+		// from it only for the negative TTL, so new uploads show up.
+		if e, ok := d.entries[name]; ok || now.Sub(d.listedAt) < negTTL {
+			d.mu.Unlock()
+			return e, ok, nil
+		}
 	}
 	if r, ok := d.lookups[name]; ok {
 		age := now.Sub(r.at)
@@ -123,6 +130,14 @@ func (d *dirNode) lookupEntry(ctx context.Context, name string) (entry, bool, er
 	d.mu.Lock()
 	if d.lookups == nil {
 		d.lookups = map[string]lookupResult{}
+	}
+	if len(d.lookups) >= maxLookups {
+		// A directory probed by name but never listed: drop stale answers.
+		for n, r := range d.lookups {
+			if now.Sub(r.at) >= ttl {
+				delete(d.lookups, n)
+			}
+		}
 	}
 	e.seen = now
 	d.lookups[name] = lookupResult{e: e, found: found, at: now}
@@ -267,9 +282,16 @@ func (d *dirNode) childInode(ctx context.Context, e entry, out *fuse.EntryOut) *
 	}
 	key := d.prefix + e.name
 	child := &fileNode{base: base{m: d.m}, bucket: d.bucket, key: key}
-	child.setMeta(e.obj, e.seen, false)
-	child.fillAttr(&out.Attr)
-	return d.NewInode(ctx, child, gofs.StableAttr{Mode: fuse.S_IFREG, Ino: inoOf(d.bucket, key)})
+	// Attributes go in once the inode exists: setMeta may start goroutines
+	// (restore watcher, expiry timer) that use it.
+	ino := d.NewInode(ctx, child, gofs.StableAttr{Mode: fuse.S_IFREG, Ino: inoOf(d.bucket, key)})
+	f := child
+	if other, ok := ino.Operations().(*fileNode); ok {
+		f = other
+	}
+	f.setMeta(e.obj, e.seen, false)
+	f.fillAttr(&out.Attr)
+	return ino
 }
 
 func (d *dirNode) log() *logrus.Entry {

@@ -572,3 +572,28 @@ func TestListingSupersedesLookups(t *testing.T) {
 		t.Errorf("lookup after the listing expired: found=%v err=%v; want the object the listing saw", found, err)
 	}
 }
+
+// TestNewUploadVisibleAfterNegativeTTL: a name missing from a listing is
+// trusted missing only for NegativeTTL, even while the listing itself is
+// still fresh, so a new upload shows up within the negative TTL.
+func TestNewUploadVisibleAfterNegativeTTL(t *testing.T) {
+	f := store.NewFake()
+	f.Put("b", "old", []byte("o"))
+	cfg, clock, _ := testConfig(f, "b")
+	d := testDir(t, cfg)
+	if _, _, err := d.listing(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.Put("b", "new", []byte("n"))
+	clock.Advance(cfg.NegativeTTL / 2)
+	if _, found, _ := d.lookupEntry(context.Background(), "new"); found {
+		t.Fatal("new found before the negative TTL passed without asking the store")
+	}
+	clock.Advance(cfg.NegativeTTL)
+	if clock.Now().Sub(d.listedAt) >= cfg.MetadataTTL {
+		t.Fatal("test needs the listing still fresh")
+	}
+	if _, found, err := d.lookupEntry(context.Background(), "new"); err != nil || !found {
+		t.Errorf("new upload after the negative TTL: found=%v err=%v", found, err)
+	}
+}

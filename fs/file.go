@@ -148,12 +148,12 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if _, err := f.fresh(ctx); err != nil {
 		return nil, 0, toErrno(f.log(), err)
 	}
+	if errno := checkAccess(ctx, f.m.cfg.FileMode, f.m.cfg.UID, f.m.cfg.GID, rOK); errno != 0 {
+		return nil, 0, errno
+	}
 	s, o := f.state()
 	if !s.readable() {
 		return nil, 0, f.unreadableErrno(ctx, s, o)
-	}
-	if errno := checkAccess(ctx, f.m.cfg.FileMode, f.m.cfg.UID, f.m.cfg.GID, rOK); errno != 0 {
-		return nil, 0, errno
 	}
 	h := &handle{node: f}
 	h.pin(o)
@@ -162,6 +162,9 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	f.mu.Lock()
 	if f.keptETag == o.ETag {
 		fuseFlags |= fuse.FOPEN_KEEP_CACHE
+		// The kernel may serve this version's pages without asking: the
+		// handle must not move to another version later.
+		h.served = true
 	}
 	f.keptETag = o.ETag
 	f.mu.Unlock()
@@ -193,11 +196,21 @@ var (
 
 // pin makes o the version this handle reads. REQUIRES: no read served yet.
 func (h *handle) pin(o store.Object) {
+	h.repin(h.version.ETag, o)
+}
+
+// repin moves the handle from version etag to o, unless another read has
+// moved it already or bytes were served. Readers of the old version may
+// still be running; they fail and retry on the new one.
+func (h *handle) repin(etag string, o store.Object) {
 	v := ObjectVersion{Bucket: h.node.bucket, Key: h.node.key, ETag: o.ETag, Size: o.Size}
-	r := h.node.m.cfg.NewReader(v)
 	h.mu.Lock()
+	if h.version.ETag != etag || h.served {
+		h.mu.Unlock()
+		return
+	}
 	old := h.reader
-	h.version, h.reader = v, r
+	h.version, h.reader = v, h.node.m.cfg.NewReader(v)
 	h.mu.Unlock()
 	if old != nil {
 		old.Close()
@@ -213,20 +226,24 @@ func (h *handle) current() (ObjectVersion, ObjectReader, bool) {
 
 // Read implements gofs.FileReader.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	v, _, _ := h.current()
 	res, err := h.readAt(ctx, dest, off)
 	if errors.Is(err, store.ErrPreconditionFailed) {
-		_, _, served := h.current()
-		if !served {
+		if _, _, served := h.current(); !served {
 			// The ETag pinned at open came from cached metadata and the
 			// object has changed since: nothing was read from the old
-			// version yet, so move to the new one.
+			// version yet, so move to the new one (once, if reads race).
 			o, herr := h.node.revalidate(ctx)
 			if herr != nil {
 				return nil, toErrno(h.node.log(), herr)
 			}
-			h.pin(o)
+			h.repin(v.ETag, o)
 			res, err = h.readAt(ctx, dest, off)
 		}
+	} else if cur, _, _ := h.current(); err != nil && cur.ETag != v.ETag {
+		// Another read moved the handle to a new version while this one
+		// ran on the old reader, which is closed now: read again.
+		res, err = h.readAt(ctx, dest, off)
 	}
 	if err != nil {
 		switch {

@@ -50,6 +50,9 @@ func NewDirectReader(st store.Store, v ObjectVersion) *DirectReader {
 
 // ReadAt implements ObjectReader.
 func (r *DirectReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if rem := r.v.Size - off; int64(len(p)) > rem {
+		p = p[:max(rem, 0)]
+	}
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -58,10 +61,9 @@ func (r *DirectReader) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 		return 0, err
 	}
 	defer out.Body.Close()
+	// p ends within the object, so fewer bytes mean a dropped connection,
+	// not the end of the object.
 	n, err := io.ReadFull(out.Body, p)
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		err = nil
-	}
 	if err != nil && ctx.Err() != nil {
 		err = errors.Join(ctx.Err(), err)
 	}

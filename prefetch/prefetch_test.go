@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -397,4 +398,32 @@ func TestSlowReaderSmallWindow(t *testing.T) {
 	if window >= 8*mib {
 		t.Errorf("window of a 3 MB/s reader = %d, want under the 8 MiB maximum", window)
 	}
+}
+
+// TestFailedReadAheadIsRetried: a read-ahead GET that fails (503) does not
+// keep failing later reads of its block: the next read fetches again.
+func TestFailedReadAheadIsRetried(t *testing.T) {
+	fx := newFixture(t, 8*mib, 0, 32*mib)
+	var n atomic.Int32
+	fx.st.SetFailure(func(op, bucket, key string) error {
+		if op == "GetObject" && n.Add(1) == 2 {
+			return &store.Error{Op: op, Status: 503, Code: "SlowDown", Kind: store.ErrThrottled}
+		}
+		return nil
+	})
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	fx.read(t, r, 0, 512<<10) // starts the stream; block 1 is read ahead and fails
+	fx.settle(t)
+	buf := make([]byte, 64<<10)
+	var err error
+	for range 2 {
+		if _, err = r.ReadAt(context.Background(), buf, 1*mib); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("block 1 still failing after its read-ahead failed once: %v", err)
+	}
+	fx.read(t, r, 1*mib, 64<<10)
 }

@@ -256,10 +256,15 @@ func (r *Reader) blockData(ctx context.Context, idx int64, end int, seq bool) ([
 			return data, blk, nil
 		}
 		blk.Release()
-		if ctx.Err() != nil || !errors.Is(err, context.Canceled) || attempt == 2 {
+		if ctx.Err() != nil {
 			return nil, nil, err
 		}
+		// A failed flight must not answer later reads: drop it so the next
+		// read fetches again.
 		r.forget(idx, f)
+		if !errors.Is(err, context.Canceled) || attempt == 2 {
+			return nil, nil, err
+		}
 	}
 }
 
@@ -452,13 +457,25 @@ func (r *Reader) unholdLocked(idx int64, hb *heldBlock) {
 			r.m.Stats.ReadaheadWasted.Add(hb.bytes)
 		}
 	}
-	if done, _ := hb.f.Done(); !done && hb.cancel != nil && !hb.used {
+	done, _ := hb.f.Done()
+	if !done && hb.cancel != nil && !hb.used {
 		hb.cancel() // nobody here needs it any more
-	} else {
-		afterLanding(hb.f, hb.cancel)
 	}
 	hb.blk.Release()
-	r.m.budget.Release(hb.bytes)
+	if done {
+		r.m.budget.Release(hb.bytes)
+		afterLanding(hb.f, hb.cancel)
+		return
+	}
+	// Bytes are still arriving in the buffer: they stay counted until the
+	// flight ends.
+	go func(f *cache.Flight, cancel context.CancelFunc, n int64) {
+		f.Wait(context.Background(), f.Len())
+		if cancel != nil {
+			cancel()
+		}
+		r.m.budget.Release(n)
+	}(hb.f, hb.cancel, hb.bytes)
 }
 
 // afterLanding lets f finish landing in the cache, then frees its context.

@@ -73,6 +73,14 @@ func runMount(o *mountOptions) error {
 		return err
 	}
 
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("--cpu-profile: %v", err)
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	rp, err := newReadPath(st, o)
 	if err != nil {
 		return err
@@ -110,14 +118,6 @@ func runMount(o *mountOptions) error {
 		rp.mgr.SetSplitBytes(2 * 128 << 10)
 	}
 	mlog.Info("mounted")
-	if o.CPUProfile != "" {
-		f, err := os.Create(o.CPUProfile)
-		if err != nil {
-			return err
-		}
-		pprof.StartCPUProfile(f)
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
-	}
 
 	go func() {
 		sig, ok := <-sigs
