@@ -23,8 +23,9 @@ const (
 )
 
 // checkAccess checks the caller of ctx against perm (owned by uid:gid) for
-// the bits in want. Root may read anything and search any directory.
-// Supplementary groups are not known to FUSE: only the primary group counts.
+// the bits in want. Root may read anything and search any directory (as
+// CAP_DAC_OVERRIDE allows). Supplementary groups are not known to FUSE: only
+// the primary group counts.
 func checkAccess(ctx context.Context, perm os.FileMode, uid, gid uint32, want uint32) syscall.Errno {
 	caller, ok := fuse.FromContext(ctx)
 	if !ok {
@@ -34,9 +35,6 @@ func checkAccess(ctx context.Context, perm os.FileMode, uid, gid uint32, want ui
 		return syscall.EROFS
 	}
 	if caller.Uid == 0 {
-		if want&xOK != 0 && perm&0o111 == 0 {
-			return syscall.EACCES
-		}
 		return 0
 	}
 	bits := uint32(perm.Perm())
@@ -74,6 +72,10 @@ func (b *base) Access(ctx context.Context, mask uint32) syscall.Errno {
 		perm = f.m.cfg.FileMode
 		if s, _ := f.state(); !s.readable() {
 			perm = 0
+		}
+		// Even root may execute only a file with an execute bit.
+		if mask&xOK != 0 && perm&0o111 == 0 {
+			return syscall.EACCES
 		}
 	}
 	return checkAccess(ctx, perm, b.m.cfg.UID, b.m.cfg.GID, mask)
