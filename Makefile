@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Packages with unit tests: everything but the end-to-end suite.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: all build vet unit integration test demo bench versitygw clean
+.PHONY: all build deps vet unit integration test demo bench versitygw clean
 
 all: build
 
@@ -25,7 +25,14 @@ unit:
 integration:
 	$(GO) test -count=1 -timeout 20m ./integration/...
 
-test: vet unit integration
+# Programs the end-to-end tests run (setfattr/getfattr), from Debian's
+# packages when missing.
+deps:
+	@command -v getfattr >/dev/null || { echo "installing Debian package attr"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq attr || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq attr; }; }
+
+test: deps vet unit integration
 
 # Installs versitygw if missing, seeds a sample bucket, mounts it at ./mnt.
 demo:
