@@ -326,13 +326,7 @@ func (r *Reader) demand(ctx context.Context, idx int64, seq bool) (*cache.Flight
 		return nil, nil, errClosed
 	case !seq || r.s == nil:
 		// Not held: the budget goes back once the block has landed.
-		go func() {
-			f.Wait(context.Background(), f.Len())
-			if cancel != nil {
-				cancel()
-			}
-			r.m.budget.Release(n)
-		}()
+		r.releaseAfterLanding(f, cancel, n)
 		return f, blk, nil
 	case r.s.held[idx] != nil:
 		// Another read of this file got there first; let ours land.
@@ -464,18 +458,26 @@ func (r *Reader) unholdLocked(idx int64, hb *heldBlock) {
 	hb.blk.Release()
 	if done {
 		r.m.budget.Release(hb.bytes)
-		afterLanding(hb.f, hb.cancel)
+		if hb.cancel != nil {
+			hb.cancel()
+		}
 		return
 	}
 	// Bytes are still arriving in the buffer: they stay counted until the
 	// flight ends.
-	go func(f *cache.Flight, cancel context.CancelFunc, n int64) {
+	r.releaseAfterLanding(hb.f, hb.cancel, hb.bytes)
+}
+
+// releaseAfterLanding gives n budget bytes back, and frees cancel, once f
+// has ended.
+func (r *Reader) releaseAfterLanding(f *cache.Flight, cancel context.CancelFunc, n int64) {
+	go func() {
 		f.Wait(context.Background(), f.Len())
 		if cancel != nil {
 			cancel()
 		}
 		r.m.budget.Release(n)
-	}(hb.f, hb.cancel, hb.bytes)
+	}()
 }
 
 // afterLanding lets f finish landing in the cache, then frees its context.
