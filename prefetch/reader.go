@@ -124,8 +124,7 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 		// Media players and zip readers look at the end of a file first
 		// (ID3v1 tags, a central directory), then read from the start:
 		// fetch the first block while the tail is read.
-		r.s = &stream{began: time.Now(), window: r.bs, held: map[int64]*heldBlock{}}
-		r.m.Stats.StreamsStarted.Add(1)
+		r.s = r.newStream(0, 0)
 	}
 	r.reads++
 	r.mu.Unlock()
@@ -174,12 +173,18 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 	}
 	if (off == 0 && r.s == nil) || (r.runReads >= 2 && r.runEnd-r.runStart > r.m.splitBytes.Load()) {
 		r.dropStreamLocked()
-		r.s = &stream{start: r.runStart, began: time.Now(), next: end, window: r.bs, grownAt: (end - 1) / r.bs, held: map[int64]*heldBlock{}}
-		r.m.Stats.StreamsStarted.Add(1)
+		r.s = r.newStream(r.runStart, end)
 		r.runStart, r.runEnd, r.runReads = 0, 0, 0
 		return true
 	}
 	return false
+}
+
+// newStream returns a stream that began at start and has been read up to
+// next, with a window of one block.
+func (r *Reader) newStream(start, next int64) *stream {
+	r.m.Stats.StreamsStarted.Add(1)
+	return &stream{start: start, began: time.Now(), next: next, window: r.bs, grownAt: max(next-1, 0) / r.bs, held: map[int64]*heldBlock{}}
 }
 
 // windowCap bounds a stream's window by its reader's rate: leadTime of
@@ -378,16 +383,17 @@ func (r *Reader) readAhead() {
 	// In steady state the window slides one block per block read; wait
 	// until a whole GET's worth is missing at its far end, unless that end
 	// is near (a narrow window) or is the end of the object.
-	missing := int64(0)
+	missing, firstMissing := 0, int64(-1)
 	for idx := first; idx <= last; idx++ {
 		if s.held[idx] == nil {
 			missing++
+			if firstMissing < 0 {
+				firstMissing = idx
+			}
 		}
 	}
-	if perGet > 1 && missing < int64(perGet) && last < (r.v.Size-1)/r.bs {
-		if firstMissing := r.firstMissing(s, first, last); firstMissing < 0 || (firstMissing-first)*r.bs >= s.window/2 {
-			return
-		}
+	if perGet > 1 && missing < perGet && last < (r.v.Size-1)/r.bs && (firstMissing < 0 || (firstMissing-first)*r.bs >= s.window/2) {
+		return
 	}
 	for idx := first; idx <= last; idx++ {
 		if s.held[idx] != nil {
@@ -410,17 +416,6 @@ func (r *Reader) readAhead() {
 			flush()
 		}
 	}
-}
-
-// firstMissing returns the first block in [first, last] the stream does not
-// hold, or -1. REQUIRES: r.mu held.
-func (r *Reader) firstMissing(s *stream, first, last int64) int64 {
-	for idx := first; idx <= last; idx++ {
-		if s.held[idx] == nil {
-			return idx
-		}
-	}
-	return -1
 }
 
 // maxBlocksPerGet caps how many blocks one read-ahead GET fetches.
