@@ -143,12 +143,12 @@ func (f *Fake) begin(ctx context.Context, op, bucket, key string) error {
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
-			return errorsJoinCtx(ctx, op, bucket, key)
+			return fakeCtxErr(ctx, op, bucket, key)
 		case <-t.C:
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return errorsJoinCtx(ctx, op, bucket, key)
+		return fakeCtxErr(ctx, op, bucket, key)
 	}
 	if fail != nil {
 		if err := fail(op, bucket, key); err != nil {
@@ -158,7 +158,7 @@ func (f *Fake) begin(ctx context.Context, op, bucket, key string) error {
 	return nil
 }
 
-func errorsJoinCtx(ctx context.Context, op, bucket, key string) error {
+func fakeCtxErr(ctx context.Context, op, bucket, key string) error {
 	return &Error{Op: op, Bucket: bucket, Key: key, Kind: ErrOther, Err: ctx.Err()}
 }
 
