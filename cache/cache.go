@@ -308,6 +308,10 @@ func (f *Flight) Key() Key { return f.key }
 // Len is the block's size.
 func (f *Flight) Len() int { return len(f.block.data) }
 
+// Block returns the flight's block. The flight's creator may use it until
+// it calls Finish; others must hold their own reference.
+func (f *Flight) Block() *Block { return f.block }
+
 // Buffer returns the space the filler writes into; the filler reports
 // progress with Filled. Only the flight's creator may call it.
 func (f *Flight) Buffer() []byte { return f.block.data }

@@ -255,6 +255,9 @@ func (f *fileNode) xattrs(ctx context.Context) (map[string]string, []string, err
 		vals[xattrMeta+k] = v
 		names = append(names, xattrMeta+k)
 	}
+	if f.m.cfg.Disk != nil {
+		names = append(names, xattrCached)
+	}
 	return vals, names, nil
 }
 
@@ -262,6 +265,9 @@ func (f *fileNode) xattrs(ctx context.Context) (map[string]string, []string, err
 func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if !strings.HasPrefix(attr, "user.") {
 		return 0, syscall.ENODATA
+	}
+	if attr == xattrCached {
+		return f.cachedXattr(dest)
 	}
 	vals, _, err := f.xattrs(ctx)
 	if err != nil {
@@ -290,8 +296,12 @@ func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.
 
 // Setxattr implements gofs.NodeSetxattrer: setting user.s3.restore to a
 // number of days (optionally followed by a tier: "3 Bulk") restores the
-// object. Every other attribute is read-only.
+// object; setting user.bucketfs.warm fetches it into the disk cache. Every
+// other attribute is read-only.
 func (f *fileNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if attr == xattrWarm {
+		return f.warm(ctx)
+	}
 	if attr != xattrRestore {
 		return syscall.EROFS
 	}

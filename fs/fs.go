@@ -46,6 +46,10 @@ type Config struct {
 	// Stats, if set, returns the daemon's counters; the mount root shows
 	// them as JSON in the extended attribute user.bucketfs.stats.
 	Stats func() map[string]int64
+	// Disk, if set, is the read path's disk cache: files then answer the
+	// user.bucketfs.cached attribute and setting user.bucketfs.warm
+	// fetches a whole file into it (bucketfs warm).
+	Disk DiskCache
 	// Now returns the current time; nil means time.Now. Tests pass a fake
 	// clock to check TTLs without sleeping.
 	Now func() time.Time

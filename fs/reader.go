@@ -35,6 +35,14 @@ type RefReader interface {
 	ReadRef(ctx context.Context, dest []byte, off int64) (data []byte, release func(), err error)
 }
 
+// DiskCache is a read path's persistent cache, as the tree sees it.
+type DiskCache interface {
+	// Warm brings every byte of v into the cache, returning once done.
+	Warm(ctx context.Context, v ObjectVersion) error
+	// CachedBytes is how many bytes of v the cache holds.
+	CachedBytes(v ObjectVersion) int64
+}
+
 // DirectReader serves each read with one ranged GET carrying If-Match.
 type DirectReader struct {
 	st store.Store

@@ -50,6 +50,10 @@ type Config struct {
 	// size when it is small (128 KiB read-ahead); 0 when the kernel sends
 	// whole reads.
 	SplitBytes int64
+	// Disk, if set, is the disk tier under the block cache: blocks are
+	// looked for there before a GET, and blocks fetched from the object
+	// store are queued to be written there.
+	Disk *cache.Disk
 }
 
 // Stats are the read path's counters, for benchmarks and metrics.
@@ -66,6 +70,7 @@ type Stats struct {
 	InflightGets     atomic.Int64
 	BlockCacheServed atomic.Int64 // reads (or parts) served by resident blocks outside streams
 	BudgetFallbacks  atomic.Int64 // stream reads served by an exact GET for want of budget
+	WarmedBytes      atomic.Int64 // bytes written to the disk tier by Warm
 }
 
 // Manager owns what all Readers of a mount share.
@@ -123,10 +128,35 @@ func (m *Manager) NewReader(v store.Version) *Reader {
 	}
 }
 
-// fill fetches consecutive blocks with one GET, filling each flight in
-// turn, and finishes them. With slot set it first takes one of the mount's
+// fill fills flights of consecutive blocks and finishes them: from the
+// disk tier where it has them, the rest with one GET per run of
+// consecutive blocks. With slot set a GET first takes one of the mount's
 // read-ahead GET slots.
 func (m *Manager) fill(ctx context.Context, v store.Version, slot bool, flights ...*cache.Flight) {
+	if d := m.cfg.Disk; d != nil {
+		rest := flights[:0:0]
+		for _, f := range flights {
+			if ctx.Err() == nil && d.Read(f.Key(), f.Buffer()) {
+				f.Filled(f.Len())
+				f.Finish(nil)
+				continue
+			}
+			rest = append(rest, f)
+		}
+		flights = rest
+	}
+	for len(flights) > 0 {
+		n := 1
+		for n < len(flights) && flights[n].Key().Index == flights[n-1].Key().Index+1 {
+			n++
+		}
+		m.fetch(ctx, v, slot, flights[:n])
+		flights = flights[n:]
+	}
+}
+
+// fetch fills flights of consecutive blocks with one GET.
+func (m *Manager) fetch(ctx context.Context, v store.Version, slot bool, flights []*cache.Flight) {
 	if slot {
 		select {
 		case m.slots <- struct{}{}:
@@ -153,6 +183,9 @@ func (m *Manager) fill(ctx context.Context, v store.Version, slot bool, flights 
 		if err != nil {
 			finishAll(flights[i:], err)
 			return
+		}
+		if m.cfg.Disk != nil {
+			m.cfg.Disk.Store(f.Key(), f.Block())
 		}
 		f.Finish(nil)
 	}

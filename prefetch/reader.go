@@ -498,13 +498,17 @@ func (r *Reader) dropStreamLocked() {
 }
 
 // randomRead serves a read outside the stream: from cached blocks where
-// there are some, otherwise by a GET of exactly the missing bytes, straight
-// into dest.
+// there are some (in memory or on disk), otherwise by a GET of exactly the
+// missing bytes, straight into dest.
 func (r *Reader) randomRead(ctx context.Context, dest []byte, off int64) ([]byte, func(), error) {
 	end := off + int64(len(dest))
-	if off/r.bs == (end-1)/r.bs {
-		if blk, ok := r.cached(off / r.bs); ok {
-			bstart := (off / r.bs) * r.bs
+	if idx := off / r.bs; idx == (end-1)/r.bs {
+		blk, ok := r.cached(idx)
+		if !ok {
+			blk, ok = r.fromDisk(ctx, idx)
+		}
+		if ok {
+			bstart := idx * r.bs
 			r.m.Stats.BlockCacheServed.Add(1)
 			return blk.Bytes()[off-bstart : end-bstart], blk.Release, nil
 		}
@@ -513,7 +517,11 @@ func (r *Reader) randomRead(ctx context.Context, dest []byte, off int64) ([]byte
 		idx := pos / r.bs
 		bstart := idx * r.bs
 		segEnd := min(end, bstart+r.bs)
-		if blk, ok := r.cached(idx); ok {
+		blk, ok := r.cached(idx)
+		if !ok {
+			blk, ok = r.fromDisk(ctx, idx)
+		}
+		if ok {
 			copy(dest[pos-off:segEnd-off], blk.Bytes()[pos-bstart:segEnd-bstart])
 			blk.Release()
 			r.m.Stats.BlockCacheServed.Add(1)
@@ -521,7 +529,7 @@ func (r *Reader) randomRead(ctx context.Context, dest []byte, off int64) ([]byte
 			continue
 		}
 		// Extend the GET over following blocks that are not cached either.
-		for segEnd < end && !r.m.cache.Contains(r.key(segEnd/r.bs)) {
+		for segEnd < end && !r.m.cache.Contains(r.key(segEnd/r.bs)) && !r.onDisk(segEnd/r.bs) {
 			segEnd = min(end, segEnd+r.bs)
 		}
 		n, err := r.m.get(ctx, r.v, pos, dest[pos-off:segEnd-off])
@@ -534,6 +542,25 @@ func (r *Reader) randomRead(ctx context.Context, dest []byte, off int64) ([]byte
 		pos = segEnd
 	}
 	return dest, nil, nil
+}
+
+// onDisk reports whether the disk tier has block idx.
+func (r *Reader) onDisk(idx int64) bool {
+	return r.m.cfg.Disk != nil && r.m.cfg.Disk.Has(r.key(idx))
+}
+
+// fromDisk loads block idx from the disk tier into the block cache and
+// returns a reference to it; false when the disk tier does not have it or
+// it could not be loaded now.
+func (r *Reader) fromDisk(ctx context.Context, idx int64) (*cache.Block, bool) {
+	if !r.onDisk(idx) {
+		return nil, false
+	}
+	_, blk, err := r.blockData(ctx, idx, int(r.blockLen(idx)), false)
+	if err != nil {
+		return nil, false
+	}
+	return blk, true
 }
 
 // cached returns a reference to block idx if the stream holds it complete

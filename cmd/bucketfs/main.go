@@ -40,7 +40,7 @@ func newRootCmd(run func(*mountOptions) error) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(newMountCmd(run), newRestoreCmd(), &cobra.Command{
+	root.AddCommand(newMountCmd(run), newRestoreCmd(), newWarmCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

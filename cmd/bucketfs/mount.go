@@ -81,7 +81,7 @@ func runMount(o *mountOptions) error {
 		pprof.StartCPUProfile(f)
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	rp, err := newReadPath(st, o)
+	rp, err := newReadPath(st, o, log.WithField("component", "cache"))
 	if err != nil {
 		return err
 	}
@@ -93,6 +93,7 @@ func runMount(o *mountOptions) error {
 		Store:       st,
 		NewReader:   rp.newReader,
 		Stats:       rp.stats,
+		Disk:        rp.diskCache(),
 		Log:         log.WithField("component", "fs"),
 		Bucket:      o.Bucket,
 		Prefix:      o.Prefix,
@@ -310,39 +311,68 @@ func endpointName(o *mountOptions) string {
 	return "AWS S3"
 }
 
-// readPath is the block cache and read-ahead of one mount.
+// readPath is the block cache (memory and optional disk tier) and
+// read-ahead of one mount.
 type readPath struct {
 	cache *cache.Cache
+	disk  *cache.Disk // nil without --cache-dir
 	mgr   *prefetch.Manager
 }
 
 // newReadPath splits --cache-memory between resident blocks and blocks held
-// by open files (in flight or read ahead), half each.
-func newReadPath(st store.Store, o *mountOptions) (*readPath, error) {
+// by open files (in flight or read ahead), half each, and opens the disk
+// cache when asked for.
+func newReadPath(st store.Store, o *mountOptions, log *logrus.Entry) (*readPath, error) {
 	held := o.CacheMemory / 2
 	c, err := cache.New(o.CacheMemory-held, o.BlockSize)
 	if err != nil {
 		return nil, err
 	}
-	mgr := prefetch.NewManager(st, c, cache.NewBudget(held), prefetch.Config{
+	rp := &readPath{cache: c}
+	if o.CacheDir != "" {
+		rp.disk, err = cache.OpenDisk(cache.DiskConfig{
+			Dir: o.CacheDir, MaxBytes: o.CacheSize,
+			MinFree: o.CacheMinFree, MinFreePercent: o.CacheMinFreePercent,
+			Log: log,
+		})
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("--cache-dir: %v", err)
+		}
+	}
+	rp.mgr = prefetch.NewManager(st, c, cache.NewBudget(held), prefetch.Config{
 		BlockSize:    o.BlockSize,
 		MaxReadahead: o.MaxReadahead,
 		MaxGets:      o.MaxGets,
+		Disk:         rp.disk,
 	})
 	// Blocks are the daemon's memory: ask the garbage collector to keep
 	// the heap near the budget rather than at twice the live size.
 	debug.SetMemoryLimit(o.CacheMemory + 48<<20)
-	return &readPath{cache: c, mgr: mgr}, nil
+	return rp, nil
 }
 
 func (r *readPath) newReader(v store.Version) bfs.ObjectReader { return r.mgr.NewReader(v) }
 
-func (r *readPath) close() { r.cache.Close() }
+// diskCache is what the tree sees of the disk tier; nil without one.
+func (r *readPath) diskCache() bfs.DiskCache {
+	if r.disk == nil {
+		return nil
+	}
+	return r.mgr
+}
+
+func (r *readPath) close() {
+	if r.disk != nil {
+		r.disk.Close()
+	}
+	r.cache.Close()
+}
 
 // stats returns the read path's counters by name.
 func (r *readPath) stats() map[string]int64 {
 	c, p := &r.cache.Stats, &r.mgr.Stats
-	return map[string]int64{
+	m := map[string]int64{
 		"cache_hits":             c.Hits.Load(),
 		"cache_misses":           c.Misses.Load(),
 		"cache_joins":            c.Joins.Load(),
@@ -362,5 +392,21 @@ func (r *readPath) stats() map[string]int64 {
 		"random_reads":           p.RandomReads.Load(),
 		"random_block_hits":      p.BlockCacheServed.Load(),
 		"open_readers":           p.OpenReaders.Load(),
+		"disk_cache":             0,
 	}
+	if d := r.disk; d != nil {
+		ds := &d.Stats
+		m["disk_cache"] = 1
+		m["disk_hits"] = ds.Hits.Load()
+		m["disk_misses"] = ds.Misses.Load()
+		m["disk_writes"] = ds.Writes.Load()
+		m["disk_write_bytes"] = ds.WriteBytes.Load()
+		m["disk_dropped"] = ds.Dropped.Load()
+		m["disk_evictions"] = ds.Evictions.Load()
+		m["disk_corrupt"] = ds.Corrupt.Load()
+		m["disk_bytes"] = ds.Bytes.Load()
+		m["disk_files"] = ds.Files.Load()
+		m["warmed_bytes"] = p.WarmedBytes.Load()
+	}
+	return m
 }

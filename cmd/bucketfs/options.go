@@ -39,6 +39,12 @@ type mountOptions struct {
 	MaxReadahead int64 // per open file
 	MaxGets      int   // read-ahead GETs in flight, whole mount
 
+	// Disk cache (off when CacheDir is empty)
+	CacheDir            string
+	CacheSize           int64
+	CacheMinFree        int64   // bytes, or
+	CacheMinFreePercent float64 // percent of the cache filesystem
+
 	// Archive tier
 	AutoRestoreDays int32         // > 0: opening an archived object restores it
 	RestoreCheck    time.Duration // first interval between checks of a running restore
@@ -52,6 +58,7 @@ type mountOptions struct {
 
 	fileModeStr, dirModeStr                    string
 	cacheMemoryStr, blockSizeStr, maxReadahead string
+	cacheSizeStr, cacheMinFreeStr              string
 }
 
 // Default metadata TTL: archives of finished recordings and model weights
@@ -78,6 +85,9 @@ func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.StringVar(&o.blockSizeStr, "block-size", "4MiB", "unit of caching and of read-ahead GETs")
 	fl.StringVar(&o.maxReadahead, "max-readahead", "64MiB", "largest read-ahead window of one sequentially read file")
 	fl.IntVar(&o.MaxGets, "max-parallel-gets", 32, "read-ahead GET requests in flight, for all files together")
+	fl.StringVar(&o.CacheDir, "cache-dir", "", "keep blocks in this directory too, across restarts (created with mode 0700; one mount per directory)")
+	fl.StringVar(&o.cacheSizeStr, "cache-size", "10GiB", "largest size of the --cache-dir cache")
+	fl.StringVar(&o.cacheMinFreeStr, "cache-min-free", "5%", "free space the --cache-dir cache leaves on its filesystem: a size (20GiB) or a percentage (5%)")
 	fl.Int32Var(&o.AutoRestoreDays, "auto-restore", 0, "opening an archived object starts a restore for this many days (--auto-restore alone: 1 day) and fails with EAGAIN until it completes")
 	fl.Lookup("auto-restore").NoOptDefVal = "1"
 	fl.DurationVar(&o.RestoreCheck, "restore-check-interval", time.Minute, "first interval between checks of a running restore (it doubles up to 16x)")
@@ -129,6 +139,15 @@ func (o *mountOptions) finish(args []string) error {
 	if o.MaxReadahead, err = parseSize("--max-readahead", o.maxReadahead); err != nil {
 		return err
 	}
+	if o.CacheSize, err = parseSize("--cache-size", o.cacheSizeStr); err != nil {
+		return err
+	}
+	if o.CacheMinFree, o.CacheMinFreePercent, err = parseMinFree(o.cacheMinFreeStr); err != nil {
+		return err
+	}
+	if o.CacheDir != "" && o.CacheSize < 4*o.BlockSize {
+		return fmt.Errorf("--cache-size (%s) must hold at least 4 blocks of --block-size (%s)", o.cacheSizeStr, o.blockSizeStr)
+	}
 	if o.BlockSize < 64<<10 || o.BlockSize > 256<<20 {
 		return fmt.Errorf("--block-size must be between 64KiB and 256MiB, not %s", o.blockSizeStr)
 	}
@@ -166,6 +185,25 @@ func parseSize(flag, s string) (int64, error) {
 		return 0, fmt.Errorf("%s: %q is not a size such as 512MiB", flag, s)
 	}
 	return int64(v), nil
+}
+
+// parseMinFree parses --cache-min-free: a size or a percentage.
+func parseMinFree(s string) (int64, float64, error) {
+	if pct, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
+		v, err := strconv.ParseFloat(strings.TrimSpace(pct), 64)
+		if err != nil || v < 0 || v >= 100 || v != v {
+			return 0, 0, fmt.Errorf("--cache-min-free: %q is not a percentage from 0%% to 99%%", s)
+		}
+		return 0, v, nil
+	}
+	if s == "0" {
+		return 0, 0, nil
+	}
+	n, err := parseSize("--cache-min-free", s)
+	if err != nil {
+		return 0, 0, fmt.Errorf("--cache-min-free: %q is not a size (20GiB) or a percentage (5%%)", s)
+	}
+	return n, 0, nil
 }
 
 // parseMode parses octal permission bits such as 0644.

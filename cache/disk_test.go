@@ -1,0 +1,323 @@
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const dbs = 64 << 10 // block size in the disk tests
+
+// blockData returns a block whose bytes depend on i.
+func blockData(i int64, n int) []byte {
+	b := make([]byte, n)
+	for j := range b {
+		b[j] = byte(int64(j)*7 + i*13)
+	}
+	return b
+}
+
+func openDisk(t *testing.T, dir string, maxBytes int64) *Disk {
+	t.Helper()
+	d, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: maxBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.WaitScan()
+	return d
+}
+
+// fileSize is the size of key(i)'s file holding n bytes.
+func fileSize(i int64, n int) int64 { return int64(diskHeaderLen + len(key(i).String()) + n) }
+
+func mustRead(t *testing.T, d *Disk, i int64) {
+	t.Helper()
+	buf := make([]byte, dbs)
+	if !d.Read(key(i), buf) {
+		t.Fatalf("block %d not on disk", i)
+	}
+	if !bytes.Equal(buf, blockData(i, dbs)) {
+		t.Fatalf("block %d: wrong bytes", i)
+	}
+}
+
+func TestDiskWriteReadAcrossRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	d := openDisk(t, dir, 1<<30)
+	for i := range int64(5) {
+		if err := d.Write(key(i), blockData(i, dbs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRead(t, d, 3)
+	if d.Has(key(9)) || d.Read(key(9), make([]byte, dbs)) {
+		t.Fatal("block 9 was never written")
+	}
+	// Another version of the object never finds these blocks.
+	other := key(3)
+	other.ETag = `"e2"`
+	if d.Has(other) || d.Read(other, make([]byte, dbs)) {
+		t.Fatal("another ETag found a block")
+	}
+	d.Close()
+
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("cache directory mode %v, %v; want 0700", fi.Mode().Perm(), err)
+	}
+	d = openDisk(t, dir, 1<<30)
+	defer d.Close()
+	if got, want := d.Stats.Files.Load(), int64(5); got != want {
+		t.Fatalf("index after restart holds %d files, want %d", got, want)
+	}
+	if got, want := d.Used(), 5*fileSize(0, dbs); got != want {
+		t.Fatalf("index after restart counts %d bytes, want %d", got, want)
+	}
+	for i := range int64(5) {
+		mustRead(t, d, i)
+	}
+}
+
+func TestDiskEvictsToSizeLimit(t *testing.T) {
+	limit := 4 * fileSize(0, dbs)
+	d := openDisk(t, t.TempDir(), limit)
+	defer d.Close()
+	d.Write(key(0), blockData(0, dbs))
+	for i := int64(1); i < 10; i++ {
+		// Block 0 is read after every write: it is the one that stays.
+		mustRead(t, d, 0)
+		if err := d.Write(key(i), blockData(i, dbs)); err != nil {
+			t.Fatal(err)
+		}
+		if d.Used() > limit {
+			t.Fatalf("after %d writes the cache holds %d bytes, over its %d limit", i+1, d.Used(), limit)
+		}
+	}
+	mustRead(t, d, 0)
+	mustRead(t, d, 9)
+	if d.Has(key(1)) {
+		t.Error("block 1, never read again, survived eviction")
+	}
+	if n := d.Stats.Evictions.Load(); n != 6 {
+		t.Errorf("%d evictions, want 6", n)
+	}
+	// Evicted files are gone from the directory too.
+	var files int
+	filepath.WalkDir(filepath.Join(d.Dir(), "blocks"), func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			files++
+		}
+		return nil
+	})
+	if files != 4 {
+		t.Errorf("%d block files on disk, want 4", files)
+	}
+}
+
+// TestDiskFrequentBlocksOutliveAStream: a block read again and again is not
+// flushed by a run of blocks written once (one long stream), as it would
+// be under plain LRU.
+func TestDiskFrequentBlocksOutliveAStream(t *testing.T) {
+	d := openDisk(t, t.TempDir(), 4*fileSize(0, dbs))
+	defer d.Close()
+	d.Write(key(0), blockData(0, dbs))
+	for range 3 {
+		mustRead(t, d, 0)
+	}
+	for i := int64(100); i < 104; i++ {
+		d.Write(key(i), blockData(i, dbs))
+	}
+	if !d.Has(key(0)) {
+		t.Fatal("a block read three times was evicted by four blocks written once")
+	}
+	mustRead(t, d, 103)
+}
+
+func TestDiskKeepsFreeSpaceFloor(t *testing.T) {
+	dir := t.TempDir()
+	d, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30, MinFree: 10 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	d.WaitScan()
+	// A filesystem with 10 MiB + 3 blocks free when the cache is empty.
+	base := int64(10<<20) + 3*fileSize(0, dbs)
+	d.mu.Lock()
+	d.space = func() (int64, int64, error) { return base - d.used, 1 << 40, nil } // called with d.mu held
+	d.mu.Unlock()
+	for i := range int64(6) {
+		d.Write(key(i), blockData(i, dbs))
+	}
+	if n := d.Stats.Files.Load(); n != 3 {
+		t.Fatalf("%d blocks kept, want 3: the free-space floor allows no more", n)
+	}
+	mustRead(t, d, 5)
+	// A disk filled by someone else leaves no room: nothing is written and
+	// the cache gives up its own blocks first.
+	d.mu.Lock()
+	d.space = func() (int64, int64, error) { return 1 << 20, 1 << 40, nil }
+	d.mu.Unlock()
+	d.Write(key(6), blockData(6, dbs))
+	if d.Has(key(6)) || d.Stats.Files.Load() != 0 {
+		t.Fatalf("with the disk full, %d blocks kept", d.Stats.Files.Load())
+	}
+	if d.Stats.Dropped.Load() == 0 {
+		t.Error("a block left unwritten was not counted as dropped")
+	}
+}
+
+func TestDiskDamagedBlockIsDropped(t *testing.T) {
+	d := openDisk(t, t.TempDir(), 1<<30)
+	defer d.Close()
+	for i := range int64(4) {
+		d.Write(key(i), blockData(i, dbs))
+	}
+	damage := map[int64]func(path string){
+		0: func(p string) { // one flipped bit in the data
+			b, _ := os.ReadFile(p)
+			b[len(b)-100] ^= 1
+			os.WriteFile(p, b, 0o600)
+		},
+		1: func(p string) { os.Truncate(p, 1000) },                            // torn write
+		2: func(p string) { os.WriteFile(p, nil, 0o600) },                     // empty file
+		3: func(p string) { os.WriteFile(p, make([]byte, 1<<16+200), 0o600) }, // zeros
+	}
+	for i, f := range damage {
+		p := d.path(fileName(key(i)))
+		f(p)
+		buf := make([]byte, dbs)
+		if d.Read(key(i), buf) {
+			t.Errorf("damaged block %d was served", i)
+		}
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("damaged block %d's file was kept", i)
+		}
+		if d.Has(key(i)) {
+			t.Errorf("damaged block %d still indexed", i)
+		}
+	}
+	if n := d.Stats.Corrupt.Load(); n != 4 {
+		t.Errorf("%d damaged blocks counted, want 4", n)
+	}
+	// Written again, it reads back.
+	d.Write(key(0), blockData(0, dbs))
+	mustRead(t, d, 0)
+}
+
+// TestDiskCrashMidWrite: what a crash can leave behind (a temporary file,
+// a block file cut short, a stray tiny file) is never served and is
+// cleaned up by the next start.
+func TestDiskCrashMidWrite(t *testing.T) {
+	dir := t.TempDir()
+	d := openDisk(t, dir, 1<<30)
+	d.Write(key(0), blockData(0, dbs))
+	d.Write(key(1), blockData(1, dbs))
+	d.Close()
+
+	tmp := filepath.Join(dir, "tmp", "block-123")
+	os.WriteFile(tmp, []byte("half a block"), 0o600)
+	os.Truncate(filepath.Join(dir, "blocks", fileName(key(1))), dbs/2)
+	stray := filepath.Join(dir, "blocks", "ab", "cdef")
+	os.MkdirAll(filepath.Dir(stray), 0o700)
+	os.WriteFile(stray, []byte("x"), 0o600)
+
+	d = openDisk(t, dir, 1<<30)
+	defer d.Close()
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Error("temporary file left from the crash survived the restart")
+	}
+	if _, err := os.Stat(stray); !errors.Is(err, os.ErrNotExist) {
+		t.Error("stray file shorter than a header survived the scan")
+	}
+	mustRead(t, d, 0)
+	if d.Read(key(1), make([]byte, dbs)) {
+		t.Fatal("block cut short by a crash was served")
+	}
+}
+
+// TestDiskIndexRebuildKeepsRecency: after a restart the blocks read least
+// recently (oldest mtime) go first, and a smaller limit is applied at once.
+func TestDiskIndexRebuildKeepsRecency(t *testing.T) {
+	dir := t.TempDir()
+	d := openDisk(t, dir, 1<<30)
+	for i := range int64(6) {
+		d.Write(key(i), blockData(i, dbs))
+	}
+	d.Close()
+	old := time.Now().Add(-48 * time.Hour)
+	for _, i := range []int64{1, 3} {
+		os.Chtimes(filepath.Join(dir, "blocks", fileName(key(i))), old, old)
+	}
+	d = openDisk(t, dir, 4*fileSize(0, dbs))
+	defer d.Close()
+	if d.Used() > 4*fileSize(0, dbs) {
+		t.Fatalf("over the new limit after the scan: %d bytes", d.Used())
+	}
+	for _, i := range []int64{1, 3} {
+		if d.Has(key(i)) {
+			t.Errorf("block %d, the oldest, survived the trim", i)
+		}
+	}
+	for _, i := range []int64{0, 2, 4, 5} {
+		mustRead(t, d, i)
+	}
+}
+
+func TestDiskSecondOpenRefused(t *testing.T) {
+	dir := t.TempDir()
+	d := openDisk(t, dir, 1<<30)
+	_, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30})
+	if !errors.Is(err, ErrCacheInUse) || !strings.Contains(err.Error(), "pid") {
+		t.Fatalf("second open: %v, want ErrCacheInUse naming the pid", err)
+	}
+	d.Close()
+	d2, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	d2.Close()
+}
+
+func TestDiskRefusesForeignDirectory(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644)
+	os.Chmod(dir, 0o755)
+	_, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30})
+	if err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("open of a directory holding other files: %v", err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o755 {
+		t.Errorf("a refused directory's mode was changed to %v", fi.Mode().Perm())
+	}
+}
+
+// TestDiskStoreWritesInBackground: Store returns at once; Close writes what
+// is queued; the caller's block is released as usual.
+func TestDiskStoreWritesInBackground(t *testing.T) {
+	dir := t.TempDir()
+	d := openDisk(t, dir, 1<<30)
+	c, err := New(8<<20, dbs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range int64(3) {
+		f, b, _ := c.Join(key(i), dbs)
+		copy(f.Buffer(), blockData(i, dbs))
+		f.Filled(dbs)
+		d.Store(key(i), f.Block())
+		f.Finish(nil)
+		b.Release()
+	}
+	d.Close()
+	d = openDisk(t, dir, 1<<30)
+	defer d.Close()
+	for i := range int64(3) {
+		mustRead(t, d, i)
+	}
+}

@@ -1,0 +1,197 @@
+package prefetch
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bucketfs/bucketfs/cache"
+	"github.com/bucketfs/bucketfs/store"
+)
+
+// diskFixture is a fixture whose manager has a disk tier in dir.
+func diskFixture(t *testing.T, size int, dir string) (*fixture, *cache.Disk) {
+	t.Helper()
+	fx := newFixture(t, size, 0, 32*mib)
+	return fx, fx.restart(t, dir)
+}
+
+// restart replaces the fixture's manager and memory cache with new ones
+// over a disk tier opened in dir, as a restarted daemon would have. The
+// fake store (and its call counts) stays.
+func (fx *fixture) restart(t *testing.T, dir string) *cache.Disk {
+	t.Helper()
+	d, err := cache.OpenDisk(cache.DiskConfig{Dir: dir, MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.WaitScan()
+	c, err := cache.New(64*mib, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	fx.c = c
+	fx.m = NewManager(fx.st, c, cache.NewBudget(32*mib), Config{BlockSize: bs, MaxReadahead: 8 * mib, MaxGets: 8, SplitBytes: 256 << 10, Disk: d})
+	return d
+}
+
+func (fx *fixture) readAll(t *testing.T) {
+	t.Helper()
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	for off := int64(0); off < int64(len(fx.data)); off += 256 << 10 {
+		fx.read(t, r, off, 256<<10)
+	}
+	fx.settle(t)
+}
+
+// TestDiskTierServesAfterRestart: blocks streamed from the store are
+// written to disk in the background; after a restart (empty memory) the
+// same reads make no GET.
+func TestDiskTierServesAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	fx, d := diskFixture(t, 10*mib+5, dir)
+	fx.readAll(t)
+	if fx.st.Calls("GetObject") == 0 {
+		t.Fatal("cold read made no GET")
+	}
+	d.Close() // writes what is queued
+
+	d = fx.restart(t, dir)
+	defer d.Close()
+	before := fx.st.Calls("GetObject")
+	fx.readAll(t)
+	// Random reads, including ones across a block boundary, too.
+	r := fx.m.NewReader(fx.v)
+	fx.read(t, r, 3*mib+100, 4096)
+	fx.read(t, r, 7*mib-100, 300<<10)
+	r.Close()
+	if got := fx.st.Calls("GetObject") - before; got != 0 {
+		t.Fatalf("%d GETs after the restart, want 0", got)
+	}
+	if d.Stats.Hits.Load() < 11 {
+		t.Errorf("%d disk hits, want at least the 11 blocks", d.Stats.Hits.Load())
+	}
+}
+
+// TestDiskTierChangedObject: an overwritten object (new ETag) is read from
+// the store, never from the old version's blocks.
+func TestDiskTierChangedObject(t *testing.T) {
+	dir := t.TempDir()
+	fx, d := diskFixture(t, 3*mib, dir)
+	defer func() { d.Close() }()
+	fx.readAll(t)
+	d.Close()
+	d = fx.restart(t, dir)
+
+	fx.data = append([]byte(nil), fx.data...)
+	for i := range fx.data {
+		fx.data[i] ^= 0x5a
+	}
+	fx.st.Put("b", "obj", fx.data)
+	o, _ := fx.st.Head(context.Background(), "b", "obj")
+	fx.v = store.Version{Bucket: "b", Key: "obj", ETag: o.ETag, Size: o.Size}
+	before := fx.st.Calls("GetObject")
+	fx.readAll(t) // checks the new bytes
+	if fx.st.Calls("GetObject") == before {
+		t.Fatal("the new version was served without a GET")
+	}
+}
+
+// TestDiskTierDamagedBlockRefetched: a block whose file was damaged is
+// fetched again, and the reader gets the right bytes.
+func TestDiskTierDamagedBlockRefetched(t *testing.T) {
+	dir := t.TempDir()
+	fx, d := diskFixture(t, 4*mib, dir)
+	fx.readAll(t)
+	d.Close()
+	// Flip a byte in the middle of every block file.
+	filepath.WalkDir(filepath.Join(dir, "blocks"), func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			b, _ := os.ReadFile(p)
+			b[len(b)/2] ^= 0xff
+			os.WriteFile(p, b, 0o600)
+		}
+		return nil
+	})
+	d = fx.restart(t, dir)
+	defer d.Close()
+	before := fx.st.Calls("GetObject")
+	fx.readAll(t)
+	if fx.st.Calls("GetObject") == before {
+		t.Fatal("damaged blocks were not fetched again")
+	}
+	if d.Stats.Corrupt.Load() != 4 {
+		t.Errorf("%d damaged blocks found, want 4", d.Stats.Corrupt.Load())
+	}
+}
+
+// TestWarm: Warm brings a whole object to disk, reports it in CachedBytes,
+// and a later reader (after a restart) makes no GET.
+func TestWarm(t *testing.T) {
+	dir := t.TempDir()
+	fx, d := diskFixture(t, 9*mib+77, dir)
+	if got := fx.m.CachedBytes(fx.v); got != 0 {
+		t.Fatalf("cached before warming: %d", got)
+	}
+	// Half of it read first: warming fetches only the rest.
+	r := fx.m.NewReader(fx.v)
+	for off := int64(0); off < 4*mib; off += 256 << 10 {
+		fx.read(t, r, off, 256<<10)
+	}
+	r.Close()
+	fx.settle(t)
+	if err := fx.m.Warm(context.Background(), fx.v); err != nil {
+		t.Fatal(err)
+	}
+	if got := fx.m.CachedBytes(fx.v); got != fx.v.Size {
+		t.Fatalf("cached after warming: %d of %d", got, fx.v.Size)
+	}
+	if f := fx.m.Stats.BytesFetched.Load(); f > fx.v.Size+4*mib {
+		t.Errorf("fetched %d bytes to warm %d", f, fx.v.Size)
+	}
+	fx.budgetReturns(t)
+	d.Close()
+	d = fx.restart(t, dir)
+	defer d.Close()
+	before := fx.st.Calls("GetObject")
+	fx.readAll(t)
+	if got := fx.st.Calls("GetObject") - before; got != 0 {
+		t.Fatalf("%d GETs after warming, want 0", got)
+	}
+}
+
+// TestWarmInterrupted: cancelling Warm stops it promptly with the
+// context's error, and what was fetched stays.
+func TestWarmInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	fx, d := diskFixture(t, 32*mib, dir)
+	defer d.Close()
+	fx.st.SetLatency(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := fx.m.Warm(ctx, fx.v)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("interrupted warm: %v", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Errorf("warm took %v to stop", time.Since(start))
+	}
+	fx.settle(t)
+	fx.budgetReturns(t)
+	if got := fx.m.CachedBytes(fx.v); got >= fx.v.Size {
+		t.Errorf("an interrupted warm cached all %d bytes", got)
+	}
+}
+
+func TestWarmWithoutDisk(t *testing.T) {
+	fx := newFixture(t, mib, 0, 32*mib)
+	if err := fx.m.Warm(context.Background(), fx.v); !errors.Is(err, ErrNoDisk) {
+		t.Fatalf("warm without a disk tier: %v", err)
+	}
+}

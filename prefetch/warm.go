@@ -1,0 +1,152 @@
+package prefetch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/bucketfs/bucketfs/cache"
+	"github.com/bucketfs/bucketfs/store"
+)
+
+// ErrNoDisk is returned by Warm when the mount has no disk tier.
+var ErrNoDisk = errors.New("prefetch: the mount has no disk cache")
+
+// Warm GETs (up to warmBlocksPerGet blocks a request) and warmParallel
+// requests at a time per object.
+const (
+	warmBlocksPerGet = 4
+	warmParallel     = 2
+)
+
+// Warm fetches every block of v that the disk tier lacks and returns once
+// all of them are written there (or ctx ends). It holds budget like
+// read-ahead does, waiting for it rather than failing, so warming never
+// starves the files being read.
+func (m *Manager) Warm(ctx context.Context, v store.Version) error {
+	if m.cfg.Disk == nil {
+		return ErrNoDisk
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	blocks := (v.Size + m.cfg.BlockSize - 1) / m.cfg.BlockSize
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	sem := make(chan struct{}, warmParallel)
+	for a := int64(0); a < blocks; a += warmBlocksPerGet {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(a, b int64) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := m.warmRun(ctx, v, a, b); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				cancel()
+			}
+		}(a, min(a+warmBlocksPerGet, blocks))
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// warmRun brings blocks [a, b) of v to disk. A block whose flight was
+// cancelled by another reader (its file closed) is tried again.
+func (m *Manager) warmRun(ctx context.Context, v store.Version, a, b int64) error {
+	var err error
+	for range 3 {
+		err = m.warmOnce(ctx, v, a, b)
+		if !errors.Is(err, context.Canceled) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func (m *Manager) warmOnce(ctx context.Context, v store.Version, a, b int64) error {
+	d := m.cfg.Disk
+	var missing []cache.Key
+	var bytes int64
+	for idx := a; idx < b; idx++ {
+		k := cache.Key{Bucket: v.Bucket, Object: v.Key, ETag: v.ETag, Index: idx}
+		if !d.Has(k) {
+			missing = append(missing, k)
+			bytes += m.blockLen(v, idx)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	for !m.budget.TryAcquire(bytes, m.reserve) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	defer m.budget.Release(bytes)
+	flights := make([]*cache.Flight, len(missing))
+	blks := make([]*cache.Block, len(missing))
+	var mine []*cache.Flight
+	for i, k := range missing {
+		f, blk, created := m.cache.Join(k, int(m.blockLen(v, k.Index)))
+		flights[i], blks[i] = f, blk
+		if created {
+			mine = append(mine, f)
+		}
+	}
+	defer func() {
+		for _, blk := range blks {
+			blk.Release()
+		}
+	}()
+	if len(mine) > 0 {
+		m.fill(ctx, v, true, mine...)
+	}
+	for i, f := range flights {
+		data, err := f.Wait(ctx, f.Len())
+		if err != nil {
+			return err
+		}
+		if err := d.Write(missing[i], data); err != nil {
+			return err
+		}
+		m.Stats.WarmedBytes.Add(int64(len(data)))
+	}
+	return nil
+}
+
+// CachedBytes returns how many bytes of v the disk tier holds.
+func (m *Manager) CachedBytes(v store.Version) int64 {
+	if m.cfg.Disk == nil {
+		return 0
+	}
+	var n int64
+	blocks := (v.Size + m.cfg.BlockSize - 1) / m.cfg.BlockSize
+	for idx := int64(0); idx < blocks; idx++ {
+		if m.cfg.Disk.Has(cache.Key{Bucket: v.Bucket, Object: v.Key, ETag: v.ETag, Index: idx}) {
+			n += m.blockLen(v, idx)
+		}
+	}
+	return n
+}
+
+func (m *Manager) blockLen(v store.Version, idx int64) int64 {
+	return min(m.cfg.BlockSize, v.Size-idx*m.cfg.BlockSize)
+}
