@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,9 +31,12 @@ import (
 //	DIR/blocks/ab/cdef...    one file per block, named by the SHA-256 of its key
 //	DIR/tmp/                 blocks being written; emptied at start
 //
-// A block file is a header, the block's key and its bytes. The header holds
-// a CRC-32C of key and bytes, checked on every read: a torn or damaged file
-// is deleted and reported as a miss, never served. Files are written under
+// A block file is one 4 KiB page holding a header and the block's key,
+// then the block's bytes (page-aligned, so reads copy whole pages). The
+// header holds a CRC-32C of key and bytes, checked on every read: a torn
+// or damaged file is deleted and reported as a miss, never served. Reads
+// go through the kernel's page cache: on the machines measured, its
+// read-ahead got more from the disk than O_DIRECT reads of whole blocks. Files are written under
 // tmp/ and renamed into place, so a crash leaves at worst a stray temporary
 // file, removed at the next start.
 //
@@ -42,9 +46,11 @@ import (
 // since a block's file name follows from its key.
 
 const (
-	diskMagic     = "BFSBLK01"
+	diskMagic     = "BFSBLK02"
 	diskHeaderLen = 24 // magic, key length, data length, CRC-32C
-	cacheDirTag   = "Signature: 8a477f597d28d172789f06886806bc55\n" +
+	// diskPage is where a block's bytes start; header and key fit before.
+	diskPage    = 4096
+	cacheDirTag = "Signature: 8a477f597d28d172789f06886806bc55\n" +
 		"# This directory is a bucketfs block cache. Its files can be deleted\n" +
 		"# while no bucketfs uses it; see https://bford.info/cachedir/\n"
 	// touchEvery is how stale a file's mtime may get before a read
@@ -57,6 +63,13 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
+// Priorities of the threads writing blocks to disk (see writer).
+const (
+	writerNice             = 10
+	ioprioWhoProcess       = 1         // IOPRIO_WHO_PROCESS: a thread id
+	ioprioBestEffortLowest = 2<<13 | 7 // IOPRIO_CLASS_BE, level 7
+)
+
 // DiskConfig configures a disk tier.
 type DiskConfig struct {
 	Dir string
@@ -68,7 +81,7 @@ type DiskConfig struct {
 	// MinFreePercent is MinFree as a percentage of the filesystem's size;
 	// the larger of the two applies.
 	MinFreePercent float64
-	// QueueBlocks bounds blocks waiting to be written; 0 means 16. When
+	// QueueBlocks bounds blocks waiting to be written; 0 means 32. When
 	// the queue is full new blocks are not written (reads never wait for
 	// the disk).
 	QueueBlocks int
@@ -179,7 +192,7 @@ func OpenDisk(cfg DiskConfig) (*Disk, error) {
 	}
 	q := cfg.QueueBlocks
 	if q <= 0 {
-		q = 16
+		q = 32
 	}
 	d.queue = make(chan pendingWrite, q)
 	d.scanning = true
@@ -319,11 +332,22 @@ func (d *Disk) Read(k Key, buf []byte) bool {
 	return true
 }
 
+// headPool holds buffers for block file headers.
+var headPool = sync.Pool{New: func() any { return make([]byte, diskPage) }}
+
 // readBlockFile reads a block file holding key into buf and checks it. It
 // returns what is wrong with the file, or "".
 func readBlockFile(f *os.File, key string, buf []byte) string {
-	head := make([]byte, diskHeaderLen+len(key))
-	if n, err := f.ReadAt(head, 0); n < len(head) {
+	fi, err := f.Stat()
+	if err != nil {
+		return err.Error()
+	}
+	if fi.Size() != int64(diskPage+len(buf)) {
+		return fmt.Sprintf("%d bytes long, want %d", fi.Size(), diskPage+len(buf))
+	}
+	head := headPool.Get().([]byte)
+	defer headPool.Put(head)
+	if n, err := f.ReadAt(head, 0); n < diskPage {
 		return fmt.Sprintf("short header (%v)", err)
 	}
 	if string(head[:8]) != diskMagic {
@@ -332,21 +356,16 @@ func readBlockFile(f *os.File, key string, buf []byte) string {
 	klen := binary.LittleEndian.Uint32(head[8:])
 	dlen := binary.LittleEndian.Uint32(head[12:])
 	sum := binary.LittleEndian.Uint32(head[16:])
-	if int(klen) != len(key) || string(head[diskHeaderLen:]) != key {
+	if int(klen) != len(key) || string(head[diskHeaderLen:diskHeaderLen+len(key)]) != key {
 		return "holds another key"
 	}
 	if int(dlen) != len(buf) {
 		return fmt.Sprintf("holds %d bytes, want %d", dlen, len(buf))
 	}
-	if n, err := f.ReadAt(buf, int64(len(head))); n < len(buf) {
+	if n, err := f.ReadAt(buf, diskPage); n < len(buf) {
 		return fmt.Sprintf("short data (%v)", err)
 	}
-	// One more byte would mean the file is longer than its header says.
-	var extra [1]byte
-	if n, _ := f.ReadAt(extra[:], int64(len(head)+len(buf))); n != 0 {
-		return "trailing bytes"
-	}
-	crc := crc32.Update(crc32.Checksum(head[diskHeaderLen:], crcTable), crcTable, buf)
+	crc := crc32.Update(crc32.Checksum([]byte(key), crcTable), crcTable, buf)
 	if crc != sum {
 		return "checksum mismatch"
 	}
@@ -400,8 +419,14 @@ func (d *Disk) isClosed() bool {
 	return d.closed
 }
 
+// writer writes queued blocks. It runs on its own thread at a lower CPU
+// priority, so writing to the cache yields to the reads it serves. (The
+// disk writes themselves happen later, from the kernel's flusher threads.)
 func (d *Disk) writer() {
 	defer d.wg.Done()
+	runtime.LockOSThread() // the thread ends with the goroutine
+	tid := unix.Gettid()
+	unix.Setpriority(unix.PRIO_PROCESS, tid, writerNice)
 	for w := range d.queue {
 		if err := d.Write(w.key, w.blk.Bytes()); err != nil {
 			d.log.WithError(err).Warn("disk cache: writing a block failed")
@@ -416,7 +441,11 @@ func (d *Disk) writer() {
 // Stats.Dropped.
 func (d *Disk) Write(k Key, data []byte) error {
 	name := fileName(k)
-	size := int64(diskHeaderLen + len(k.String()) + len(data))
+	if diskHeaderLen+len(k.String()) > diskPage {
+		d.Stats.Dropped.Add(1) // a key of several KiB: not worth a format
+		return nil
+	}
+	size := int64(diskPage + len(data))
 	d.mu.Lock()
 	if _, ok := d.entries[name]; ok {
 		d.mu.Unlock()
@@ -459,7 +488,7 @@ func (d *Disk) writeFile(name, key string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	head := make([]byte, diskHeaderLen+len(key))
+	head := make([]byte, diskPage)
 	copy(head, diskMagic)
 	binary.LittleEndian.PutUint32(head[8:], uint32(len(key)))
 	binary.LittleEndian.PutUint32(head[12:], uint32(len(data)))
@@ -604,7 +633,7 @@ func (d *Disk) scan() {
 		for _, n := range names {
 			name := sub + "/" + n
 			fi, err := os.Lstat(d.path(name))
-			if err != nil || !fi.Mode().IsRegular() || fi.Size() < diskHeaderLen {
+			if err != nil || !fi.Mode().IsRegular() || fi.Size() < diskPage {
 				os.Remove(d.path(name))
 				continue
 			}

@@ -32,7 +32,7 @@ func openDisk(t *testing.T, dir string, maxBytes int64) *Disk {
 }
 
 // fileSize is the size of key(i)'s file holding n bytes.
-func fileSize(i int64, n int) int64 { return int64(diskHeaderLen + len(key(i).String()) + n) }
+func fileSize(i int64, n int) int64 { return int64(diskPage + n) }
 
 func mustRead(t *testing.T, d *Disk, i int64) {
 	t.Helper()
@@ -54,6 +54,12 @@ func TestDiskWriteReadAcrossRestart(t *testing.T) {
 		}
 	}
 	mustRead(t, d, 3)
+	// An object's last block is often not a whole number of pages.
+	odd := blockData(7, 1000)
+	d.Write(key(7), odd)
+	if got := make([]byte, 1000); !d.Read(key(7), got) || !bytes.Equal(got, odd) {
+		t.Fatal("a 1000-byte block did not read back")
+	}
 	if d.Has(key(9)) || d.Read(key(9), make([]byte, dbs)) {
 		t.Fatal("block 9 was never written")
 	}
@@ -71,6 +77,7 @@ func TestDiskWriteReadAcrossRestart(t *testing.T) {
 	}
 	d = openDisk(t, dir, 1<<30)
 	defer d.Close()
+	d.remove(fileName(key(7)))
 	if got, want := d.Stats.Files.Load(), int64(5); got != want {
 		t.Fatalf("index after restart holds %d files, want %d", got, want)
 	}

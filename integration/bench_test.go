@@ -91,6 +91,10 @@ func TestBench(t *testing.T) {
 	for i := range 12 {
 		mustPut(t, e.bucket, fmt.Sprintf("ttfb/obj-%02d.bin", i), big[i*mib:i*mib+4*mib])
 	}
+	// Workload 9's dataset: 64 files of 8 MiB, twice its 256 MiB budget.
+	for i := range 64 {
+		mustPut(t, e.bucket, fmt.Sprintf("dataset/shard-%02d.bin", i), big[i*8*mib:(i+1)*8*mib])
+	}
 	big = nil
 	runtime.GC()
 
@@ -103,6 +107,8 @@ func TestBench(t *testing.T) {
 	e.random()
 	e.reread()
 	e.memory()
+	e.diskTier()
+	e.epochs()
 	e.blockSizeSweep()
 	e.write()
 }

@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"sync/atomic"
 
 	"github.com/bucketfs/bucketfs/cache"
@@ -134,9 +135,23 @@ func (m *Manager) NewReader(v store.Version) *Reader {
 // read-ahead GET slots.
 func (m *Manager) fill(ctx context.Context, v store.Version, slot bool, flights ...*cache.Flight) {
 	if d := m.cfg.Disk; d != nil {
+		// Blocks on disk are read in parallel: the disk serves several
+		// requests at once faster than one after another.
+		hit := make([]bool, len(flights))
+		var wg sync.WaitGroup
+		for i, f := range flights {
+			if d.Has(f.Key()) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					hit[i] = ctx.Err() == nil && d.Read(f.Key(), f.Buffer())
+				}()
+			}
+		}
+		wg.Wait()
 		rest := flights[:0:0]
-		for _, f := range flights {
-			if ctx.Err() == nil && d.Read(f.Key(), f.Buffer()) {
+		for i, f := range flights {
+			if hit[i] {
 				f.Filled(f.Len())
 				f.Finish(nil)
 				continue

@@ -1,0 +1,149 @@
+//go:build bench
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bucketfs/bucketfs/integration/harness"
+)
+
+// dropAllCaches empties the kernel's page cache, as after a reboot, so
+// reads come from the disk.
+func (e *benchEnv) dropAllCaches() {
+	e.t.Helper()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200); err != nil {
+		e.t.Fatalf("dropping the page cache (needs root): %v", err)
+	}
+}
+
+// diskTier runs workload 8: a 1 GiB file read cold with a disk cache, then
+// re-read by a restarted daemon from the disk tier, against reading the
+// same bytes from a local file on the same disk.
+func (e *benchEnv) diskTier() {
+	cacheDir := filepath.Join(e.t.TempDir(), "cache")
+	p := func(m *harness.Mount) string { return filepath.Join(m.Dir, "big-0.bin") }
+
+	m := e.benchMount("--cache-dir", cacheDir)
+	e.px.Reset()
+	n, d, err := readFile(p(m), 0)
+	if err != nil || n != gib {
+		e.t.Fatalf("workload 8 cold read: %d bytes, %v", n, err)
+	}
+	cold := mbps(n, d)
+	e.row("8a. sequential 1 GiB, cold, with --cache-dir", fmtMBps(cold), fmtMBps(e.w1)+" (w1)", fmt.Sprintf("%.2f", cold/e.w1),
+		"blocks written to the disk cache meanwhile; target: not slower than workload 1")
+	stats := readStats(e.t, m.Dir)
+	e.notes = append(e.notes, fmt.Sprintf("Workload 8a wrote %d blocks (%d MiB) to the disk cache and dropped %d (write queue full).",
+		stats["disk_writes"], stats["disk_write_bytes"]/mib, stats["disk_dropped"]))
+	m.Stop()
+
+	// The same bytes in a local file on the disk holding the cache.
+	local := filepath.Join(filepath.Dir(cacheDir), "local.bin")
+	f, err := os.Create(local)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	data := randomBytes(7, gib)
+	f.Write(data)
+	f.Sync()
+	f.Close()
+	data = nil
+
+	type result struct{ bucketfs, local float64 }
+	var res [2]result
+	for i, dropped := range []bool{true, false} {
+		m := e.benchMount("--cache-dir", cacheDir)
+		if dropped {
+			e.dropAllCaches()
+		} else {
+			readFile(local, 0) // both in the page cache
+		}
+		e.px.Reset()
+		n, d, err := readFile(p(m), 0)
+		if err != nil || n != gib {
+			e.t.Fatalf("workload 8 re-read: %d bytes, %v", n, err)
+		}
+		gets := e.px.Stats().Gets
+		res[i].bucketfs = mbps(n, d)
+		m.Stop()
+		if dropped {
+			e.dropAllCaches()
+		}
+		ln, ld, err := readFile(local, 0)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		res[i].local = mbps(ln, ld)
+		what := "page cache dropped (as after a reboot)"
+		if !dropped {
+			what = "cache files in the page cache"
+		}
+		e.row(fmt.Sprintf("8%c. re-read 1 GiB after restart, disk tier, %s", 'b'+i, what), fmtMBps(res[i].bucketfs), fmtMBps(res[i].local)+" (local file)",
+			fmt.Sprintf("%.2f", res[i].bucketfs/res[i].local), fmt.Sprintf("%d GETs; cold read %s", gets, fmtMBps(cold)))
+	}
+	os.Remove(local)
+
+	// Mount time: empty cache against this one (1 GiB of blocks).
+	empty := filepath.Join(e.t.TempDir(), "empty")
+	mountTime := func(dir string) time.Duration {
+		var ds []time.Duration
+		for range 5 {
+			start := time.Now()
+			m := e.benchMount("--cache-dir", dir)
+			ds = append(ds, time.Since(start))
+			m.Stop()
+		}
+		return median(ds)
+	}
+	full, none := mountTime(cacheDir), mountTime(empty)
+	blocks := 0
+	filepath.WalkDir(filepath.Join(cacheDir, "blocks"), func(_ string, de os.DirEntry, err error) error {
+		if err == nil && de.Type().IsRegular() {
+			blocks++
+		}
+		return nil
+	})
+	e.row("8d. time to mount with a full 1 GiB disk cache", fmtMs(full), fmtMs(none)+" (empty cache)", fmt.Sprintf("%.2f", float64(full)/float64(none)),
+		fmt.Sprintf("median of 5; %d block files; start to mounted, including one LIST through the proxy", blocks))
+}
+
+// epochs runs workload 9: a dataset of twice the memory budget read twice
+// with a disk cache; the second epoch should make no GET.
+func (e *benchEnv) epochs() {
+	const budget = 256 * mib
+	cacheDir := filepath.Join(e.t.TempDir(), "cache")
+	m := e.benchMount("--cache-dir", cacheDir, "--cache-memory", "256MiB")
+	dir := filepath.Join(m.Dir, "dataset")
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var rates []float64
+	var gets []int64
+	for range 2 {
+		e.px.Reset()
+		var total int64
+		start := time.Now()
+		for _, de := range names {
+			p := filepath.Join(dir, de.Name())
+			dropCache(e.t, p)
+			n, _, err := readFile(p, 0)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			total += n
+		}
+		rates = append(rates, mbps(total, time.Since(start)))
+		gets = append(gets, e.px.Stats().Gets)
+		if total != 2*budget {
+			e.t.Fatalf("dataset read %d bytes, want %d", total, 2*budget)
+		}
+	}
+	e.row("9. dataset of 2x --cache-memory, 2 epochs", fmt.Sprintf("%d GETs in epoch 2", gets[1]), fmt.Sprintf("%d GETs in epoch 1", gets[0]), "-",
+		fmt.Sprintf("%d files, %d MiB, --cache-memory 256MiB; epoch 1 %s, epoch 2 %s; target 0 GETs in epoch 2", len(names), 2*budget/mib, fmtMBps(rates[0]), fmtMBps(rates[1])))
+	m.Stop()
+}
