@@ -174,6 +174,11 @@ func TestParseErrors(t *testing.T) {
 		{name: "unknown flag", args: []string{"mount", "--bogus", "b", "/m"}, wantErr: []string{"unknown flag: --bogus", "see 'bucketfs mount --help'"}},
 		{name: "uid not a number", args: []string{"mount", "--uid", "root", "b", "/m"}, wantErr: []string{"uid"}},
 		{name: "unknown command", args: []string{"mnt", "b", "/m"}, wantErr: []string{"unknown command"}},
+		{name: "cache size a word", args: []string{"mount", "--cache-dir", "/c", "--cache-size", "lots", "b", "/m"}, wantErr: []string{"--cache-size", `"lots"`}},
+		{name: "cache size below 4 blocks", args: []string{"mount", "--cache-dir", "/c", "--cache-size", "8MiB", "b", "/m"}, wantErr: []string{"--cache-size", "4 blocks"}},
+		{name: "min free over 99%", args: []string{"mount", "--cache-min-free", "100%", "b", "/m"}, wantErr: []string{"--cache-min-free", "percentage"}},
+		{name: "min free negative", args: []string{"mount", "--cache-min-free", "-5%", "b", "/m"}, wantErr: []string{"--cache-min-free"}},
+		{name: "min free a word", args: []string{"mount", "--cache-min-free", "some", "b", "/m"}, wantErr: []string{"--cache-min-free", "size (20GiB) or a percentage"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,6 +192,28 @@ func TestParseErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestParseCacheFlags checks the disk cache flags and their defaults.
+func TestParseCacheFlags(t *testing.T) {
+	o, err := parse(t, "mount", "b", "/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.CacheDir != "" || o.CacheSize != 10<<30 || o.CacheMinFreePercent != 5 || o.CacheMinFree != 0 {
+		t.Errorf("defaults: dir %q size %d min free %d / %v%%", o.CacheDir, o.CacheSize, o.CacheMinFree, o.CacheMinFreePercent)
+	}
+	o, err = parse(t, "mount", "--cache-dir", "/var/cache/b", "--cache-size", "200GiB", "--cache-min-free", "20GiB", "b", "/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.CacheDir != "/var/cache/b" || o.CacheSize != 200<<30 || o.CacheMinFree != 20<<30 || o.CacheMinFreePercent != 0 {
+		t.Errorf("parsed: dir %q size %d min free %d / %v%%", o.CacheDir, o.CacheSize, o.CacheMinFree, o.CacheMinFreePercent)
+	}
+	o, err = parse(t, "mount", "--cache-min-free", "2.5%", "b", "/m")
+	if err != nil || o.CacheMinFreePercent != 2.5 {
+		t.Errorf("2.5%%: %v %+v", err, o)
 	}
 }
 
