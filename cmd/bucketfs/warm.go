@@ -145,6 +145,7 @@ func warmFiles(out, progress io.Writer, paths []string, jobs int) error {
 	report := func() {
 		mu.Lock()
 		n := doneB
+		bar.Describe(fmt.Sprintf("warming %d/%d files", warmed+len(failed), len(todo)))
 		var running []*warmFile
 		for f := range active {
 			running = append(running, f)

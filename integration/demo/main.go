@@ -61,14 +61,14 @@ func run() error {
 		return err
 	}
 	fmt.Println("building bucketfs...")
-	bin, err := harness.BuildBinary(work)
+	bin, err := harness.BuildBinary(filepath.Join(root, "bin"))
 	if err != nil {
 		return err
 	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	args := []string{"--endpoint", srv.Endpoint, "--path-style", bucket}
+	args := []string{"--endpoint", srv.Endpoint, "--path-style", "--cache-dir", filepath.Join(work, "cache"), "--cache-size", "1GiB", bucket}
 	m, err := harness.StartMount(bin, harness.Env(srv.Endpoint), mnt, args...)
 	if err != nil {
 		return err
@@ -82,6 +82,8 @@ Try, in another terminal:
   dd if="mnt/sets/2024/2024-12-14 Warehouse Live - Anouk B.mp3" of=/dev/null bs=1M
   mpv "mnt/sets/2025/2025-01-18 Sunday Chill - Team Tide.mp3"   # plays (silence)
   df -h mnt; touch mnt/x                       # read-only: EROFS
+  bin/bucketfs warm mnt/sets                   # fetch every set into the disk cache (.demo/cache)
+  getfattr -d "mnt/sets/2024/2024-11-02 Night Shift - DJ Kora.txt"   # S3 attributes, bytes cached
 
 The same command against Tigris:
   bucketfs mount --endpoint https://t3.storage.dev --region auto BUCKET /some/dir
