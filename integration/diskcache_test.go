@@ -245,3 +245,46 @@ func TestSecondDaemonSameCacheDir(t *testing.T) {
 		t.Fatalf("second daemon: %v\n%s\nwant one line containing %q", err, out, want)
 	}
 }
+
+// TestWarmInterrupted: Ctrl-C stops warm at once with a summary; the
+// daemon stops fetching for it, keeps what it cached and serves on.
+func TestWarmInterrupted(t *testing.T) {
+	data := randomBytes(58, 32<<20)
+	b := newBucket(t, map[string][]byte{"big.bin": data})
+	px := startProxy(t)
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	m := cacheMount(t, px, b, cacheDir)
+	px.SetBandwidth(4 << 20) // 8 s for the file
+	cmd := exec.Command(bin, "warm", filepath.Join(m.Dir, "big.bin"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(out.String(), "interrupted") {
+			t.Fatalf("interrupted warm: %v\n%s", err, out.String())
+		}
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("warm did not stop on SIGINT:\n%s", out.String())
+	}
+	// The daemon drops the work: GET bytes stop growing.
+	time.Sleep(500 * time.Millisecond)
+	before := px.Stats().GetBytes
+	time.Sleep(time.Second)
+	if after := px.Stats().GetBytes; after > before+(1<<20) {
+		t.Errorf("the daemon kept fetching after warm was interrupted: %d more bytes", after-before)
+	}
+	cached, err := xattr(t, filepath.Join(m.Dir, "big.bin"), "user.bucketfs.cached")
+	if err != nil || cached == "0" || cached == strconv.Itoa(len(data)) {
+		t.Errorf("cached after the interruption: %q, %v; want part of the file", cached, err)
+	}
+	px.SetBandwidth(0)
+	readExact(t, m, "big.bin", data)
+}
