@@ -32,6 +32,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/bucketfs/bucketfs/cache"
 	"github.com/bucketfs/bucketfs/store"
@@ -51,6 +52,13 @@ type Config struct {
 	// size when it is small (128 KiB read-ahead); 0 when the kernel sends
 	// whole reads.
 	SplitBytes int64
+	// MaxRetries is how many times in a row a GET body that stalls or
+	// breaks off is resumed without receiving a byte before the read
+	// fails.
+	MaxRetries int
+	// StallTimeout is how long a GET may go without a byte (before or
+	// within its body) before it is cancelled and resumed; 0 means 30s.
+	StallTimeout time.Duration
 	// Disk, if set, is the disk tier under the block cache: blocks are
 	// looked for there before a GET, and blocks fetched from the object
 	// store are queued to be written there.
@@ -72,6 +80,7 @@ type Stats struct {
 	BlockCacheServed atomic.Int64 // reads (or parts) served by resident blocks outside streams
 	BudgetFallbacks  atomic.Int64 // stream reads served by an exact GET for want of budget
 	WarmedBytes      atomic.Int64 // bytes written to the disk tier by Warm
+	Resumes          atomic.Int64 // GET bodies resumed after a stall or a cut
 }
 
 // Manager owns what all Readers of a mount share.
@@ -107,6 +116,13 @@ func NewManager(st store.Store, c *cache.Cache, b *cache.Budget, cfg Config) *Ma
 	}
 	m.splitBytes.Store(cfg.SplitBytes)
 	return m
+}
+
+func (m *Manager) stallTimeout() time.Duration {
+	if m.cfg.StallTimeout <= 0 {
+		return 30 * time.Second
+	}
+	return m.cfg.StallTimeout
 }
 
 // SetSplitBytes changes Config.SplitBytes, for when the kernel's request
@@ -221,33 +237,6 @@ func (m *Manager) get(ctx context.Context, v store.Version, off int64, buf []byt
 	}
 	defer body.Close()
 	return m.readInto(ctx, body, buf, nil)
-}
-
-// open starts a GET of length bytes at off, pinned to v's ETag.
-func (m *Manager) open(ctx context.Context, v store.Version, off, length int64) (io.ReadCloser, error) {
-	m.Stats.Gets.Add(1)
-	m.Stats.InflightGets.Add(1)
-	out, err := m.st.Get(ctx, store.GetInput{Bucket: v.Bucket, Key: v.Key, Offset: off, Length: length, IfMatch: v.ETag})
-	if err != nil {
-		m.Stats.InflightGets.Add(-1)
-		return nil, err
-	}
-	return &countedBody{ReadCloser: out.Body, inflight: &m.Stats.InflightGets}, nil
-}
-
-// countedBody ends a GET's count in flight when closed.
-type countedBody struct {
-	io.ReadCloser
-	inflight *atomic.Int64
-	closed   bool
-}
-
-func (b *countedBody) Close() error {
-	if !b.closed {
-		b.closed = true
-		b.inflight.Add(-1)
-	}
-	return b.ReadCloser.Close()
 }
 
 // readInto fills buf from body, reporting progress (if not nil) as bytes

@@ -7,9 +7,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -32,11 +35,32 @@ type S3Config struct {
 	DialTimeout time.Duration
 	// MaxConns bounds idle and active connections per host.
 	MaxConns int
+	// MaxRetries is how many times a request that failed in a way worth
+	// retrying (5xx, throttling, connection errors, timeouts) is sent again,
+	// after capped exponential backoff with jitter. 0 means 5; negative
+	// means none.
+	MaxRetries int
+	// RequestTimeout bounds the wait for a response's headers; a request
+	// that times out is retried. 0 means 30s.
+	RequestTimeout time.Duration
 }
 
 // S3 is the Store backed by aws-sdk-go-v2.
 type S3 struct {
 	client *s3.Client
+	// Retries counts requests sent again after a failure.
+	Retries atomic.Int64
+}
+
+// countingRetryer is the SDK's standard retryer, counting retries.
+type countingRetryer struct {
+	aws.RetryerV2
+	n *atomic.Int64
+}
+
+func (r countingRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
+	r.n.Add(1)
+	return r.RetryerV2.RetryDelay(attempt, err)
 }
 
 var _ Store = (*S3)(nil)
@@ -49,6 +73,15 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = 64
 	}
+	switch {
+	case cfg.MaxRetries == 0:
+		cfg.MaxRetries = 5
+	case cfg.MaxRetries < 0:
+		cfg.MaxRetries = 0
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
 	// A BuildableClient keeps the SDK's handling of AWS_CA_BUNDLE, which a
 	// plain *http.Client passed to the SDK would silently drop.
 	httpClient := awshttp.NewBuildableClient().
@@ -59,7 +92,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 			tr.MaxIdleConns = cfg.MaxConns * 2
 			tr.MaxIdleConnsPerHost = cfg.MaxConns
 			tr.MaxConnsPerHost = cfg.MaxConns
-			tr.ResponseHeaderTimeout = 60 * time.Second
+			tr.ResponseHeaderTimeout = cfg.RequestTimeout
 		})
 	opts := []func(*config.LoadOptions) error{config.WithHTTPClient(httpClient)}
 	if cfg.Region != "" {
@@ -75,7 +108,16 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if awsCfg.Region == "" {
 		awsCfg.Region = "us-east-1"
 	}
+	st := &S3{}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		// Capped exponential backoff with full jitter (the SDK's standard
+		// retryer), without its client-side retry quota: a mount that
+		// outlives an outage must not stop retrying for minutes after it.
+		o.Retryer = countingRetryer{n: &st.Retries, RetryerV2: retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = cfg.MaxRetries + 1
+			so.MaxBackoff = 5 * time.Second
+			so.RateLimiter = ratelimit.None
+		})}
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
@@ -85,7 +127,8 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
-	return &S3{client: client}, nil
+	st.client = client
+	return st, nil
 }
 
 // ListBuckets implements Store.

@@ -65,7 +65,12 @@ func runMount(o *mountOptions) error {
 		return err
 	}
 	ctx := context.Background()
-	st, err := store.NewS3(ctx, store.S3Config{Endpoint: o.Endpoint, Region: o.Region, Profile: o.Profile, PathStyle: o.PathStyle})
+	retries := o.MaxRetries
+	if retries == 0 {
+		retries = -1 // none (the store's 0 means its default)
+	}
+	st, err := store.NewS3(ctx, store.S3Config{Endpoint: o.Endpoint, Region: o.Region, Profile: o.Profile, PathStyle: o.PathStyle,
+		MaxRetries: retries, RequestTimeout: o.RequestTimeout})
 	if err != nil {
 		return fmt.Errorf("loading AWS configuration: %v", err)
 	}
@@ -344,6 +349,8 @@ func newReadPath(st store.Store, o *mountOptions, log *logrus.Entry) (*readPath,
 		BlockSize:    o.BlockSize,
 		MaxReadahead: o.MaxReadahead,
 		MaxGets:      o.MaxGets,
+		MaxRetries:   o.MaxRetries,
+		StallTimeout: o.RequestTimeout,
 		Disk:         rp.disk,
 	})
 	// Blocks are the daemon's memory: ask the garbage collector to keep

@@ -45,6 +45,10 @@ type mountOptions struct {
 	CacheMinFree        int64   // bytes, or
 	CacheMinFreePercent float64 // percent of the cache filesystem
 
+	// Faults
+	MaxRetries     int
+	RequestTimeout time.Duration
+
 	// Archive tier
 	AutoRestoreDays int32         // > 0: opening an archived object restores it
 	RestoreCheck    time.Duration // first interval between checks of a running restore
@@ -88,6 +92,8 @@ func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.StringVar(&o.CacheDir, "cache-dir", "", "keep blocks in this directory too, across restarts (created with mode 0700; one mount per directory)")
 	fl.StringVar(&o.cacheSizeStr, "cache-size", "10GiB", "largest size of the --cache-dir cache")
 	fl.StringVar(&o.cacheMinFreeStr, "cache-min-free", "5%", "free space the --cache-dir cache leaves on its filesystem: a size (20GiB) or a percentage (5%)")
+	fl.IntVar(&o.MaxRetries, "max-retries", 5, "times a failed request (5xx, throttling, connection error, timeout) is retried, with capped exponential backoff and jitter")
+	fl.DurationVar(&o.RequestTimeout, "request-timeout", 10*time.Second, "how long a request may wait for the store's answer, or a download for its next bytes, before it is retried or resumed")
 	fl.Int32Var(&o.AutoRestoreDays, "auto-restore", 0, "opening an archived object starts a restore for this many days (--auto-restore alone: 1 day) and fails with EAGAIN until it completes")
 	fl.Lookup("auto-restore").NoOptDefVal = "1"
 	fl.DurationVar(&o.RestoreCheck, "restore-check-interval", time.Minute, "first interval between checks of a running restore (it doubles up to 16x)")
@@ -168,6 +174,12 @@ func (o *mountOptions) finish(args []string) error {
 	}
 	if o.MetadataTTL < 0 || o.NegativeTTL < 0 {
 		return fmt.Errorf("--metadata-ttl and --negative-metadata-ttl must not be negative")
+	}
+	if o.MaxRetries < 0 || o.MaxRetries > 100 {
+		return fmt.Errorf("--max-retries must be from 0 to 100")
+	}
+	if o.RequestTimeout < 100*time.Millisecond {
+		return fmt.Errorf("--request-timeout must be at least 100ms")
 	}
 	if o.StartupTimeout <= 0 {
 		return fmt.Errorf("--startup-timeout must be positive")

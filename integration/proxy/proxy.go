@@ -8,6 +8,8 @@ package proxy
 
 import (
 	"context"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -29,9 +31,11 @@ type Stats struct {
 // Proxy is a running proxy.
 type Proxy struct {
 	// Constant data
-	URL string // http://127.0.0.1:PORT
-	srv *http.Server
-	rp  *httputil.ReverseProxy
+	URL  string // http://127.0.0.1:PORT
+	addr string // 127.0.0.1:PORT
+	srv  *http.Server
+	rp   *httputil.ReverseProxy
+	l    net.Listener // nil while down; guarded by f.downMu
 
 	// Mutable state (atomics)
 	latency                              atomic.Int64 // nanoseconds before a request is forwarded
@@ -39,6 +43,7 @@ type Proxy struct {
 	gets, heads, lists, others, getBytes atomic.Int64
 
 	arch archive // archive-tier emulation, see archive.go
+	f    faults  // injected failures, see faults.go
 }
 
 // Start listens on a free loopback port and forwards to target.
@@ -51,7 +56,7 @@ func Start(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{URL: "http://" + l.Addr().String()}
+	p := &Proxy{URL: "http://" + l.Addr().String(), addr: l.Addr().String(), l: l}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
@@ -66,8 +71,10 @@ func Start(target string) (*Proxy, error) {
 		},
 		FlushInterval:  -1,
 		ModifyResponse: p.modifyResponse,
+		// Injected resets abort handlers; they are not news.
+		ErrorLog: log.New(io.Discard, "", 0),
 	}
-	p.srv = &http.Server{Handler: p}
+	p.srv = &http.Server{Handler: p, ConnState: p.trackConn, ErrorLog: log.New(io.Discard, "", 0)}
 	go p.srv.Serve(l)
 	return p, nil
 }
@@ -136,8 +143,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	status, resetAt, stallAt, stallFor := p.draw(op)
+	if status != 0 {
+		p.writeError(w, status)
+		return
+	}
 	if p.serveArchive(w, r) {
 		return
+	}
+	if resetAt >= 0 || stallAt >= 0 {
+		w = &faultWriter{ResponseWriter: w, p: p, done: r.Context().Done(), resetAt: resetAt, stallAt: stallAt, stallFor: stallFor}
 	}
 	cw := &countingWriter{ResponseWriter: w, bps: p.bandwidth.Load(), start: time.Now()}
 	if op == "GetObject" {
