@@ -3,14 +3,19 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/bucketfs/bucketfs/store"
 	"github.com/sirupsen/logrus"
 )
 
 // toErrno is the one place where store errors become errnos. Unknown errors
-// become EIO and are logged, with the request id when the server gave one.
+// become EIO and are logged, with the request id when the server gave one,
+// at most once a minute per file and kind of failure: a player retrying a
+// read in a loop while the store is down must not flood the log.
 func toErrno(log *logrus.Entry, err error) syscall.Errno {
 	switch {
 	case err == nil:
@@ -24,16 +29,43 @@ func toErrno(log *logrus.Entry, err error) syscall.Errno {
 	case errors.Is(err, store.ErrPreconditionFailed):
 		return syscall.ESTALE
 	case errors.Is(err, store.ErrThrottled):
-		log.WithError(err).Warn("object store is throttling requests")
+		logLimited(log, err, logrus.WarnLevel, "object store is throttling requests; retries ran out (EAGAIN)")
 		return syscall.EAGAIN
 	case errors.Is(err, context.DeadlineExceeded):
-		log.WithError(err).Warn("request timed out")
+		logLimited(log, err, logrus.WarnLevel, "request timed out (EIO)")
 		return syscall.EIO
 	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		return errno
 	}
-	log.WithError(err).Error("request failed")
+	logLimited(log, err, logrus.ErrorLevel, "request failed (EIO)")
 	return syscall.EIO
+}
+
+// errLogEvery is how often one file's failures of one kind are logged.
+const errLogEvery = time.Minute
+
+var errLogs = struct {
+	sync.Mutex
+	last map[string]time.Time
+}{last: map[string]time.Time{}}
+
+// logLimited logs msg with err unless the same message for the same file
+// (the entry's bucket, key and name fields) was logged within errLogEvery.
+func logLimited(log *logrus.Entry, err error, level logrus.Level, msg string) {
+	k := fmt.Sprint(msg, "\x00", log.Data["bucket"], "\x00", log.Data["key"], "\x00", log.Data["name"])
+	now := time.Now()
+	errLogs.Lock()
+	last, seen := errLogs.last[k]
+	if seen && now.Sub(last) < errLogEvery {
+		errLogs.Unlock()
+		return
+	}
+	if len(errLogs.last) > 10000 {
+		clear(errLogs.last) // bound the memory; at worst a line is repeated
+	}
+	errLogs.last[k] = now
+	errLogs.Unlock()
+	log.WithError(err).Log(level, msg)
 }

@@ -48,6 +48,7 @@ func TestToErrno(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			log, hook := testLog()
+			log = log.WithField("key", t.Name()) // a file of its own
 			if got := toErrno(log, tt.err); got != tt.want {
 				t.Errorf("toErrno(%v) = %v, want %v", tt.err, got, tt.want)
 			}
@@ -64,5 +65,19 @@ func TestToErrno(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestToErrnoLogsOncePerFile: a file failing again and again is logged
+// once per errLogEvery; another file's failure is still logged.
+func TestToErrnoLogsOncePerFile(t *testing.T) {
+	log, hook := testLog()
+	a := log.WithFields(logrus.Fields{"bucket": "b", "key": t.Name() + "/a"})
+	for range 50 {
+		toErrno(a, storeErr(store.ErrOther))
+	}
+	toErrno(log.WithFields(logrus.Fields{"bucket": "b", "key": t.Name() + "/b"}), storeErr(store.ErrOther))
+	if n := len(hook.AllEntries()); n != 2 {
+		t.Fatalf("logged %d lines for 50 failures of one file and 1 of another, want 2", n)
 	}
 }

@@ -253,6 +253,11 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 			h.node.sawArchived(ctx)
 			s, o := h.node.state()
 			return nil, h.node.unreadableErrno(ctx, s, o)
+		case errors.Is(err, context.Canceled) && ctx.Err() == nil:
+			// Cancelled inside bucketfs, not by the caller: EINTR would
+			// make the caller (and the kernel) retry at once, forever.
+			h.node.log().WithError(err).Warn("read failed (EIO)")
+			return nil, syscall.EIO
 		}
 		return nil, toErrno(h.node.log(), err)
 	}

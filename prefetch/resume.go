@@ -35,43 +35,37 @@ type body struct {
 	stalled atomic.Bool
 }
 
-// open starts a GET of length bytes at off, pinned to v's ETag. The first
+// open starts a GET of length bytes at off, pinned to v's ETag. The
 // request's error is returned as is (the SDK has retried it already).
 func (m *Manager) open(ctx context.Context, v store.Version, off, length int64) (io.ReadCloser, error) {
 	b := &body{m: m, ctx: ctx, v: v, pos: off, end: off + length}
-	err := b.start()
-	if errors.Is(err, errStalled) {
-		b.fails++
-		err = b.retry()
-	}
-	if err != nil {
+	if err := b.start(); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// start sends the GET for [pos, end).
+// start sends the GET for [pos, end). Waiting for the answer is bounded
+// by the store (its request timeout, retried by the SDK); the stall timer
+// covers the body.
 func (b *body) start() error {
-	gctx, cancel := context.WithCancel(b.ctx)
-	b.stalled.Store(false)
-	timer := time.AfterFunc(b.m.stallTimeout(), func() {
-		b.stalled.Store(true)
-		cancel()
-	})
 	m := b.m
 	m.Stats.Gets.Add(1)
 	m.Stats.InflightGets.Add(1)
+	gctx, cancel := context.WithCancel(b.ctx)
 	out, err := m.st.Get(gctx, store.GetInput{Bucket: b.v.Bucket, Key: b.v.Key, Offset: b.pos, Length: b.end - b.pos, IfMatch: b.v.ETag})
 	if err != nil {
-		timer.Stop()
 		cancel()
 		m.Stats.InflightGets.Add(-1)
-		if b.stalled.Load() && b.ctx.Err() == nil {
-			return fmt.Errorf("%w: no answer within %s: %w", errStalled, m.stallTimeout(), err)
-		}
 		return err
 	}
-	b.cur, b.cancel, b.timer = out.Body, cancel, timer
+	b.stalled.Store(false)
+	b.cur, b.cancel = out.Body, cancel
+	b.timer = time.AfterFunc(m.stallTimeout(), func() {
+		b.stalled.Store(true)
+		cancel()
+	})
+	b.timer.Stop() // armed only while a Read waits
 	return nil
 }
 
@@ -122,22 +116,13 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 }
 
-// retry waits a backoff and sends a new GET for the missing bytes. A GET
-// that fails outright has had the SDK's retries already; only one that got
-// no answer in time is tried again here.
+// retry waits a backoff and sends a new GET for the missing bytes. Its
+// failure is final: the SDK has retried that request already.
 func (b *body) retry() error {
-	for {
-		if err := sleepCtx(b.ctx, backoff(b.fails)); err != nil {
-			return err
-		}
-		err := b.start()
-		if err == nil || b.ctx.Err() != nil || !errors.Is(err, errStalled) {
-			return err
-		}
-		if b.fails++; b.fails > b.m.cfg.MaxRetries {
-			return err
-		}
+	if err := sleepCtx(b.ctx, backoff(b.fails)); err != nil {
+		return err
 	}
+	return b.start()
 }
 
 // backoff is the wait before attempt n+1 of a body: capped exponential

@@ -19,6 +19,7 @@ import (
 	"github.com/bucketfs/bucketfs/store"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 func newMountCmd(run func(*mountOptions) error) *cobra.Command {
@@ -186,6 +187,12 @@ func checkMountpoint(path string) (string, error) {
 		return "", err
 	}
 	if mounted {
+		// The kernel may answer stat from cached attributes even when the
+		// daemon behind the mount is gone; statfs always asks it.
+		var st unix.Statfs_t
+		if err := unix.Statfs(abs, &st); errors.Is(err, syscall.ENOTCONN) {
+			return "", fmt.Errorf("mountpoint %s is a disconnected FUSE mount (a daemon that died?); clear it with: umount -l %s", abs, abs)
+		}
 		return "", fmt.Errorf("mountpoint %s is already a mount; unmount it first: umount %s", abs, abs)
 	}
 	return abs, nil

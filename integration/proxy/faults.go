@@ -31,6 +31,8 @@ type Faults struct {
 	StallFor   time.Duration
 	// GetsOnly limits the faults to GetObject requests.
 	GetsOnly bool
+	// Count, when not 0, is how many faults to inject in all.
+	Count int64
 }
 
 // faults is the proxy's fault state.
@@ -38,6 +40,7 @@ type faults struct {
 	mu       sync.Mutex // protects cfg and rng
 	cfg      Faults
 	rng      *rand.Rand
+	drawn    int64 // faults decided since SetFaults
 	injected atomic.Int64
 
 	// Down: the listener is closed and every connection cut.
@@ -53,6 +56,7 @@ func (p *Proxy) SetFaults(f Faults) {
 		f.ErrorStatus = http.StatusServiceUnavailable
 	}
 	p.f.cfg = f
+	p.f.drawn = 0
 	if p.f.rng == nil {
 		p.f.rng = rand.New(rand.NewPCG(1, 2))
 	}
@@ -66,9 +70,14 @@ func (p *Proxy) draw(op string) (status int, resetAt, stallAt int64, stallFor ti
 	p.f.mu.Lock()
 	defer p.f.mu.Unlock()
 	c := p.f.cfg
-	if p.f.rng == nil || (c.GetsOnly && op != "GetObject") {
+	if p.f.rng == nil || (c.GetsOnly && op != "GetObject") || (c.Count > 0 && p.f.drawn >= c.Count) {
 		return 0, -1, -1, 0
 	}
+	defer func() {
+		if status != 0 || resetAt >= 0 || stallAt >= 0 {
+			p.f.drawn++
+		}
+	}()
 	resetAt, stallAt = -1, -1
 	if c.ErrorRate > 0 && p.f.rng.Float64() < c.ErrorRate {
 		return c.ErrorStatus, -1, -1, 0
