@@ -92,6 +92,7 @@ func (f *fileNode) path() string {
 // unreadableErrno answers an open of a file that is archived and not
 // restored, starting a restore first with --auto-restore.
 func (f *fileNode) unreadableErrno(ctx context.Context, s archiveState, o store.Object) syscall.Errno {
+	f.m.cfg.Counters.ArchivedHits.Add(1)
 	p := f.path()
 	cmd := fmt.Sprintf("setfattr -n %s -v 1 %s  (or: bucketfs restore %s)", xattrRestore, shellQuote(p), shellQuote(p))
 	if s == archivedCold && f.m.cfg.AutoRestoreDays > 0 {

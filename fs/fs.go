@@ -25,6 +25,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,8 @@ type Config struct {
 	// Stats, if set, returns the daemon's counters; the mount root shows
 	// them as JSON in the extended attribute user.bucketfs.stats.
 	Stats func() map[string]int64
+	// Counters, if set, receives the tree's own counters.
+	Counters *Counters
 	// Disk, if set, is the read path's disk cache: files then answer the
 	// user.bucketfs.cached attribute and setting user.bucketfs.warm
 	// fetches a whole file into it (bucketfs warm).
@@ -76,6 +79,13 @@ type Config struct {
 	Ctx context.Context
 }
 
+// Counters are the tree's own counters.
+type Counters struct {
+	// ArchivedHits counts opens and reads refused because the object is
+	// archived and not restored.
+	ArchivedHits atomic.Int64
+}
+
 // mountState is shared by every node of one mount.
 type mountState struct {
 	ctx     context.Context
@@ -103,6 +113,9 @@ func NewRoot(cfg Config) gofs.InodeEmbedder {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Counters == nil {
+		cfg.Counters = &Counters{}
 	}
 	if cfg.NewReader == nil {
 		st := cfg.Store

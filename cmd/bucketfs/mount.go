@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	bfs "github.com/bucketfs/bucketfs/fs"
 	"github.com/bucketfs/bucketfs/prefetch"
 	"github.com/bucketfs/bucketfs/store"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -70,10 +72,15 @@ func runMount(o *mountOptions) error {
 	if retries == 0 {
 		retries = -1 // none (the store's 0 means its default)
 	}
-	st, err := store.NewS3(ctx, store.S3Config{Endpoint: o.Endpoint, Region: o.Region, Profile: o.Profile, PathStyle: o.PathStyle,
+	s3, err := store.NewS3(ctx, store.S3Config{Endpoint: o.Endpoint, Region: o.Region, Profile: o.Profile, PathStyle: o.PathStyle,
 		MaxRetries: retries, RequestTimeout: o.RequestTimeout})
 	if err != nil {
 		return fmt.Errorf("loading AWS configuration: %v", err)
+	}
+	var st store.Store = s3
+	reg := prometheus.NewRegistry()
+	if o.MetricsAddr != "" {
+		st = newMeteredStore(s3, reg)
 	}
 	if err := checkStore(ctx, st, o); err != nil {
 		return err
@@ -92,6 +99,15 @@ func runMount(o *mountOptions) error {
 		return err
 	}
 	defer rp.close()
+	counters := &bfs.Counters{}
+	if o.MetricsAddr != "" {
+		registerCounters(reg, rp, s3, counters.ArchivedHits.Load)
+		srv, err := serveMetrics(o.MetricsAddr, reg)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
 	// Background work (restore watchers) ends with the mount.
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
@@ -99,6 +115,7 @@ func runMount(o *mountOptions) error {
 		Store:       st,
 		NewReader:   rp.newReader,
 		Stats:       rp.stats,
+		Counters:    counters,
 		Disk:        rp.diskCache(),
 		Log:         log.WithField("component", "fs"),
 		Bucket:      o.Bucket,
@@ -406,6 +423,8 @@ func (r *readPath) stats() map[string]int64 {
 		"random_reads":           p.RandomReads.Load(),
 		"random_block_hits":      p.BlockCacheServed.Load(),
 		"open_readers":           p.OpenReaders.Load(),
+		"get_resumes":            p.Resumes.Load(),
+		"goroutines":             int64(runtime.NumGoroutine()),
 		"disk_cache":             0,
 	}
 	if d := r.disk; d != nil {

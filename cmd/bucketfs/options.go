@@ -54,6 +54,7 @@ type mountOptions struct {
 	RestoreCheck    time.Duration // first interval between checks of a running restore
 
 	// Operation
+	MetricsAddr    string
 	StartupTimeout time.Duration
 	LogLevel       string
 	LogFormat      string
@@ -97,6 +98,7 @@ func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.Int32Var(&o.AutoRestoreDays, "auto-restore", 0, "opening an archived object starts a restore for this many days (--auto-restore alone: 1 day) and fails with EAGAIN until it completes")
 	fl.Lookup("auto-restore").NoOptDefVal = "1"
 	fl.DurationVar(&o.RestoreCheck, "restore-check-interval", time.Minute, "first interval between checks of a running restore (it doubles up to 16x)")
+	fl.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off when empty)")
 	fl.DurationVar(&o.StartupTimeout, "startup-timeout", 10*time.Second, "how long the checks before mounting wait for the endpoint")
 	fl.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
