@@ -161,10 +161,14 @@ func (c *Cache) Join(k Key, size int) (f *Flight, b *Block, created bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// A flight in the map still holds its own reference (Finish drops it
-	// only after land removed the flight), so TryRef cannot fail here.
-	if f, ok := c.flights[k]; ok && f.block.TryRef() {
-		c.Stats.Joins.Add(1)
-		return f, f.block, false
+	// only after land removed the flight), so TryRef cannot fail here. A
+	// flight that failed and is on its way out is not joined: the caller
+	// retrying after its error must get a new one.
+	if f, ok := c.flights[k]; ok {
+		if done, err := f.Done(); !(done && err != nil) && f.block.TryRef() {
+			c.Stats.Joins.Add(1)
+			return f, f.block, false
+		}
 	}
 	b = c.pool.get(size)
 	b.Ref() // the caller's; the flight keeps the first

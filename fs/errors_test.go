@@ -20,6 +20,7 @@ func storeErr(kind error) error {
 // what level: throttling and timeouts warn, unknown errors are errors, and
 // the expected ones (missing file, stale handle, interrupted call) are quiet.
 func TestToErrno(t *testing.T) {
+	forgetLoggedErrors()
 	tests := []struct {
 		name     string
 		err      error
@@ -71,6 +72,7 @@ func TestToErrno(t *testing.T) {
 // TestToErrnoLogsOncePerFile: a file failing again and again is logged
 // once per errLogEvery; another file's failure is still logged.
 func TestToErrnoLogsOncePerFile(t *testing.T) {
+	forgetLoggedErrors()
 	log, hook := testLog()
 	a := log.WithFields(logrus.Fields{"bucket": "b", "key": t.Name() + "/a"})
 	for range 50 {
@@ -80,4 +82,12 @@ func TestToErrnoLogsOncePerFile(t *testing.T) {
 	if n := len(hook.AllEntries()); n != 2 {
 		t.Fatalf("logged %d lines for 50 failures of one file and 1 of another, want 2", n)
 	}
+}
+
+// forgetLoggedErrors resets the once-a-minute memory, so a test run again
+// (go test -count) logs again.
+func forgetLoggedErrors() {
+	errLogs.Lock()
+	clear(errLogs.last)
+	errLogs.Unlock()
 }

@@ -122,6 +122,11 @@ func (m *Manager) warmOnce(ctx context.Context, v store.Version, a, b int64) err
 	for i, f := range flights {
 		data, err := f.Wait(ctx, f.Len())
 		if err != nil {
+			// Let the other flights end too (a closed file's read-ahead
+			// dies block by block), so a retry starts fresh ones.
+			for _, g := range flights[i+1:] {
+				g.Wait(ctx, g.Len())
+			}
 			return err
 		}
 		if err := d.Write(missing[i], data); err != nil {
