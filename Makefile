@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Packages with unit tests: everything but the end-to-end suite.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: all build deps vet unit integration test demo bench versitygw clean
+.PHONY: all build deps vet unit integration test demo bench fuzz soak versitygw clean
 
 all: build
 
@@ -43,6 +43,16 @@ demo:
 # integration/BENCHMARKS.md. Takes a few minutes and ~6 GiB of disk.
 bench:
 	$(GO) test -tags bench -count=1 -run TestBench -v -timeout 40m ./integration/
+
+# Each fuzz target for FUZZTIME (their seeds also run in `make unit`).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run XXX -fuzz '^FuzzListingNames$$' -fuzztime $(FUZZTIME) ./fs/
+	$(GO) test -run XXX -fuzz '^FuzzBlockFile$$' -fuzztime $(FUZZTIME) ./cache/
+	$(GO) test -run XXX -fuzz '^FuzzParseRestore$$' -fuzztime $(FUZZTIME) ./store/
+	$(GO) test -run XXX -fuzz '^FuzzParseSize$$' -fuzztime $(FUZZTIME) ./cmd/bucketfs/
+	$(GO) test -run XXX -fuzz '^FuzzParseMinFree$$' -fuzztime $(FUZZTIME) ./cmd/bucketfs/
+	$(GO) test -run XXX -fuzz '^FuzzMountCommandLine$$' -fuzztime $(FUZZTIME) ./cmd/bucketfs/
 
 versitygw:
 	$(GO) run ./integration/harness/install

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParseSize: any text is either a positive size no larger than 1 PiB or
+// an error naming the flag; never a panic.
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"512MiB", "4M", "1048576", "0", "-1", "1e30", "18446744073709551616", "1.5GiB", " 4 MiB", "MiB", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := parseSize("--cache-memory", s)
+		if err != nil {
+			if !strings.Contains(err.Error(), "--cache-memory") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q", err)
+			}
+			return
+		}
+		if v <= 0 || v > 1<<50 {
+			t.Errorf("parseSize(%q) = %d", s, v)
+		}
+	})
+}
+
+// FuzzParseMinFree: a size, a percentage from 0 to 99, or an error.
+func FuzzParseMinFree(f *testing.F) {
+	for _, s := range []string{"5%", "0", "20GiB", "99.9%", "100%", "-1%", "NaN%", "%", "1e2%", "Inf%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, pct, err := parseMinFree(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q", err)
+			}
+			return
+		}
+		if n < 0 || pct < 0 || pct >= 100 || pct != pct || (n > 0 && pct > 0) {
+			t.Errorf("parseMinFree(%q) = %d, %v", s, n, pct)
+		}
+	})
+}
+
+// FuzzMountCommandLine runs arbitrary arguments through the mount command:
+// it either yields options that pass validation or fails with one line,
+// never a panic.
+func FuzzMountCommandLine(f *testing.F) {
+	for _, s := range []string{
+		"bkt\x00/mnt",
+		"--cache-size\x0010GiB\x00--cache-dir\x00/c\x00bkt/p\x00/m",
+		"--block-size\x000\x00b\x00/m",
+		"s3://\x00/m",
+		"--metadata-ttl\x00-1h\x00b\x00/m",
+		"--max-retries\x00-3\x00b\x00/m",
+		"--request-timeout\x001ns\x00b\x00/m",
+		"--unknown\x00b\x00/m",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, joined string) {
+		args := append([]string{"mount"}, strings.Split(joined, "\x00")...)
+		for _, a := range args {
+			if a == "--help" || a == "-h" || strings.HasPrefix(a, "--cpu-profile") {
+				return // prints help, or writes a file
+			}
+		}
+		o, err := parse(t, args...)
+		if err != nil {
+			if strings.Contains(oneLine(err.Error()), "\n") || err.Error() == "" {
+				t.Errorf("error %q", err)
+			}
+			return
+		}
+		if o.Mountpoint == "" || o.BlockSize < 64<<10 || o.CacheMemory < 8*o.BlockSize || o.MaxRetries < 0 {
+			t.Errorf("accepted options %+v", o)
+		}
+	})
+}
