@@ -44,6 +44,11 @@ demo:
 bench:
 	$(GO) test -tags bench -count=1 -run TestBench -v -timeout 40m ./integration/
 
+# The soak test for SOAKTIME (20s in make test).
+SOAKTIME ?= 5m
+soak:
+	BUCKETFS_SOAK=$(SOAKTIME) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 2h ./integration/
+
 # Each fuzz target for FUZZTIME (their seeds also run in `make unit`).
 FUZZTIME ?= 20s
 fuzz:

@@ -1,0 +1,197 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bucketfs/bucketfs/integration/proxy"
+	"golang.org/x/sys/unix"
+)
+
+// soakDuration is how long TestSoak runs: 20s in `make test`,
+// BUCKETFS_SOAK (a Go duration) for longer runs (`make soak`).
+func soakDuration(t *testing.T) time.Duration {
+	if s := os.Getenv("BUCKETFS_SOAK"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("BUCKETFS_SOAK=%q: %v", s, err)
+		}
+		return d
+	}
+	return 20 * time.Second
+}
+
+// TestSoak runs 64 readers (whole-file streams, random records, small
+// files) through the fault proxy failing 5% of requests and cutting 2% of
+// GET bodies. Every byte is checked, no read may fail, the daemon's peak
+// RSS stays inside its memory budget, and its goroutines come back to
+// where they were once the readers are done.
+func TestSoak(t *testing.T) {
+	const (
+		budget   = 128 << 20
+		readers  = 64
+		bigFiles = 8
+		small    = 200
+	)
+	objects := map[string][]byte{}
+	big := make([][]byte, bigFiles)
+	for i := range big {
+		big[i] = randomBytes(uint64(100+i), 24<<20+i*4099)
+		objects[fmt.Sprintf("big/%d.bin", i)] = big[i]
+	}
+	smalls := make([][]byte, small)
+	for i := range smalls {
+		smalls[i] = randomBytes(uint64(1000+i), 1+i*331%(64<<10))
+		objects[fmt.Sprintf("small/%03d.txt", i)] = smalls[i]
+	}
+	b := newBucket(t, objects)
+	addr := freeAddr(t)
+	m, px := proxiedMount(t, b, "--cache-memory", "128MiB", "--block-size", "1MiB", "--max-readahead", "8MiB",
+		"--metrics-addr", addr, "--max-retries", "5", "--request-timeout", "2s", "--log-level", "info")
+
+	var ops, failures, bytesRead atomic.Int64
+	var mu sync.Mutex
+	var firstErrs []string
+	fail := func(format string, a ...any) {
+		failures.Add(1)
+		mu.Lock()
+		if len(firstErrs) < 10 {
+			firstErrs = append(firstErrs, fmt.Sprintf(format, a...))
+		}
+		mu.Unlock()
+	}
+	work := func(id int, until time.Time) {
+		rng := rand.New(rand.NewPCG(uint64(id), 7))
+		for time.Now().Before(until) {
+			switch id % 3 {
+			case 0: // a whole file, streamed
+				i := rng.IntN(bigFiles)
+				p := filepath.Join(m.Dir, fmt.Sprintf("big/%d.bin", i))
+				evict(p)
+				got, err := preadAll(p)
+				switch {
+				case err != nil:
+					fail("stream %d: %v", i, err)
+				case !bytes.Equal(got, big[i]):
+					fail("stream %d: wrong bytes", i)
+				}
+				bytesRead.Add(int64(len(got)))
+			case 1: // random records
+				i := rng.IntN(bigFiles)
+				f, err := os.Open(filepath.Join(m.Dir, fmt.Sprintf("big/%d.bin", i)))
+				if err != nil {
+					fail("open %d: %v", i, err)
+					continue
+				}
+				unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+				for range 20 {
+					n := 64<<10 + rng.IntN(192<<10)
+					off := rng.Int64N(int64(len(big[i]) - n))
+					buf := make([]byte, n)
+					k, err := f.ReadAt(buf, off)
+					switch {
+					case err != nil:
+						fail("record %d@%d: %v", n, off, err)
+					case !bytes.Equal(buf[:k], big[i][off:off+int64(n)]):
+						fail("record %d@%d: wrong bytes", n, off)
+					}
+					bytesRead.Add(int64(k))
+				}
+				f.Close()
+			default: // small files
+				i := rng.IntN(small)
+				p := filepath.Join(m.Dir, fmt.Sprintf("small/%03d.txt", i))
+				evict(p)
+				got, err := preadAll(p)
+				switch {
+				case err != nil:
+					fail("small %d: %v", i, err)
+				case !bytes.Equal(got, smalls[i]):
+					fail("small %d: wrong bytes", i)
+				}
+				bytesRead.Add(int64(len(got)))
+			}
+			ops.Add(1)
+		}
+	}
+	run := func(d time.Duration) {
+		until := time.Now().Add(d)
+		var wg sync.WaitGroup
+		for id := range readers {
+			wg.Add(1)
+			go func() { defer wg.Done(); work(id, until) }()
+		}
+		wg.Wait()
+	}
+	goroutines := func() float64 {
+		// Idle goroutines settle (closed files, finished read-ahead).
+		time.Sleep(2 * time.Second)
+		return scrape(t, addr)["go_goroutines"]
+	}
+
+	// A short warm-up fills the connection pool, so the baseline holds
+	// its goroutines too.
+	run(2 * time.Second)
+	base := goroutines()
+	px.SetFaults(proxy.Faults{ErrorRate: 0.05, ErrorStatus: 500, ResetRate: 0.02, ResetAfter: 256 << 10})
+	start := time.Now()
+	d := soakDuration(t)
+	run(d)
+	px.SetFaults(proxy.Faults{})
+	after := goroutines()
+	hwm := procStatusBytes(t, m.Pid(), "VmHWM")
+	mt := scrape(t, addr)
+	t.Logf("soak: %d readers for %v: %d operations, %d MiB read, %d faults injected, %v SDK retries, %v body resumes; peak RSS %d MiB (budget %d MiB); goroutines %v before, %v after",
+		readers, time.Since(start).Round(time.Second), ops.Load(), bytesRead.Load()>>20, px.Injected(), mt["bucketfs_s3_retries_total"], mt["bucketfs_get_resumes_total"], hwm>>20, budget>>20, base, after)
+	if failures.Load() > 0 {
+		t.Errorf("%d of %d operations failed; first: %s", failures.Load(), ops.Load(), strings.Join(firstErrs, "; "))
+	}
+	if px.Injected() == 0 {
+		t.Error("no fault was injected")
+	}
+	// The budget bounds blocks; the Go runtime, FUSE request buffers and
+	// HTTP connections come on top (the same allowance as make bench).
+	if hwm > budget+64<<20 {
+		t.Errorf("peak RSS %d MiB, over the %d MiB budget + 64 MiB", hwm>>20, budget>>20)
+	}
+	if after > base*1.1+10 {
+		t.Errorf("goroutines grew from %v to %v", base, after)
+	}
+}
+
+// evict drops the kernel's cached pages of path, so reads reach the daemon.
+func evict(path string) {
+	if f, err := os.Open(path); err == nil {
+		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		f.Close()
+	}
+}
+
+// procStatusBytes reads a "kB" field of /proc/PID/status.
+func procStatusBytes(t *testing.T, pid int, field string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
