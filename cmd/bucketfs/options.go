@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -131,6 +132,9 @@ func (o *mountOptions) finish(args []string) error {
 	if o.Mountpoint == "" {
 		return fmt.Errorf("mountpoint missing")
 	}
+	if err := checkEndpoint(o.Endpoint); err != nil {
+		return err
+	}
 	var err error
 	if o.FileMode, err = parseMode("--file-mode", o.fileModeStr); err != nil {
 		return err
@@ -199,6 +203,19 @@ func parseSize(flag, s string) (int64, error) {
 		return 0, fmt.Errorf("%s: %q is not a size such as 512MiB", flag, s)
 	}
 	return int64(v), nil
+}
+
+// checkEndpoint accepts an empty endpoint (the AWS chain decides) or an
+// http(s) URL with a host.
+func checkEndpoint(ep string) error {
+	if ep == "" {
+		return nil
+	}
+	u, err := url.Parse(ep)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(ep, " \t") {
+		return fmt.Errorf("--endpoint %q is not a URL such as https://t3.storage.dev or http://127.0.0.1:9000", ep)
+	}
+	return nil
 }
 
 // parseMinFree parses --cache-min-free: a size or a percentage.

@@ -17,8 +17,9 @@ type Faults struct {
 	// ErrorRate is the fraction of requests answered at once with
 	// ErrorStatus instead of being forwarded.
 	ErrorRate float64
-	// ErrorStatus is 500 (InternalError), 503 (SlowDown, the default) or
-	// 429 (SlowDown, as some stores send).
+	// ErrorStatus is 500 (InternalError), 503 (SlowDown, the default),
+	// 429 (SlowDown, as some stores send) or 403 (AccessDenied, as for a
+	// key without the permission).
 	ErrorStatus int
 	// ResetRate is the fraction of GETs whose connection is cut after
 	// ResetAfter body bytes.
@@ -97,8 +98,11 @@ func (p *Proxy) draw(op string) (status int, resetAt, stallAt int64, stallFor ti
 func (p *Proxy) writeError(w http.ResponseWriter, status int) {
 	n := p.f.injected.Add(1)
 	code := "SlowDown"
-	if status == http.StatusInternalServerError {
+	switch status {
+	case http.StatusInternalServerError:
 		code = "InternalError"
+	case http.StatusForbidden:
+		code = "AccessDenied"
 	}
 	id := fmt.Sprintf("FAULT%06d", n)
 	w.Header().Set("Content-Type", "application/xml")
