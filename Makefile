@@ -25,12 +25,15 @@ unit:
 integration:
 	$(GO) test -count=1 -timeout 20m ./integration/...
 
-# Programs the end-to-end tests run (setfattr/getfattr), from Debian's
-# packages when missing.
+# Programs the end-to-end tests run (setfattr/getfattr, mount.fuse3), from
+# Debian's packages when missing.
 deps:
 	@command -v getfattr >/dev/null || { echo "installing Debian package attr"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq attr || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq attr; }; }
+	@test -x /sbin/mount.fuse3 || { echo "installing Debian package fuse3"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3; }; }
 
 test: deps vet unit integration
 

@@ -13,7 +13,13 @@ import (
 var version = "dev"
 
 func main() {
-	if err := newRootCmd(runMount).Execute(); err != nil {
+	var err error
+	if args := os.Args[1:]; isHelperCall(args) {
+		err = runHelper(args) // run by mount(8): see helper.go
+	} else {
+		err = newRootCmd(runMount).Execute()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bucketfs: "+oneLine(err.Error()))
 		os.Exit(1)
 	}

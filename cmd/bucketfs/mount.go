@@ -142,6 +142,7 @@ func runMount(o *mountOptions) error {
 		rp.mgr.SetSplitBytes(2 * 128 << 10)
 	}
 	mlog.Info("mounted")
+	notifyMounted(log, o.LogFile)
 
 	go func() {
 		sig, ok := <-sigs
@@ -149,6 +150,7 @@ func runMount(o *mountOptions) error {
 			return
 		}
 		mlog.WithField("signal", sig.String()).Info("unmounting")
+		sdNotify("STOPPING=1")
 		if err := server.Unmount(); err != nil {
 			// Busy (files open): detach now; the kernel finishes the
 			// unmount when the last file closes.
@@ -166,6 +168,13 @@ func runMount(o *mountOptions) error {
 func newLogger(o *mountOptions) (*logrus.Logger, error) {
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
+	if o.LogFile != "" {
+		f, err := os.OpenFile(o.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("--log-file: %v", err)
+		}
+		log.SetOutput(f)
+	}
 	lvl, err := logrus.ParseLevel(o.LogLevel)
 	if err != nil {
 		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", o.LogLevel)

@@ -58,6 +58,7 @@ type mountOptions struct {
 	MetricsAddr    string
 	StartupTimeout time.Duration
 	LogLevel       string
+	LogFile        string
 	LogFormat      string
 	DebugFUSE      bool
 	CPUProfile     string
@@ -103,6 +104,7 @@ func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.DurationVar(&o.StartupTimeout, "startup-timeout", 10*time.Second, "how long the checks before mounting wait for the endpoint")
 	fl.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&o.LogFile, "log-file", "", "append logs to this file instead of stderr")
 	fl.BoolVar(&o.DebugFUSE, "debug-fuse", false, "log every FUSE request and reply (very verbose)")
 	fl.StringVar(&o.CPUProfile, "cpu-profile", "", "write a Go CPU profile of the daemon to this file (for performance work)")
 	fl.MarkHidden("cpu-profile")

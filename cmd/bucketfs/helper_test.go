@@ -1,0 +1,61 @@
+package main
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestIsHelperCall(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"my-bucket", "/mnt/sets", "-o", "rw,allow_other"}, true},
+		{[]string{"my-bucket/2024", "/mnt/2024"}, true},
+		{[]string{"mount", "b", "/m"}, false},
+		{[]string{"warm", "/m/x", "/m/y"}, false},
+		{[]string{"--help", "x"}, false},
+		{[]string{"version"}, false},
+		{[]string{"b"}, false},
+	} {
+		if got := isHelperCall(tc.args); got != tc.want {
+			t.Errorf("isHelperCall(%q) = %v", tc.args, got)
+		}
+	}
+}
+
+// TestHelperArgs: the options mount.fuse3 passes (as seen from mount -t
+// fuse.bucketfs) become mount flags; mount(8)'s own are dropped.
+func TestHelperArgs(t *testing.T) {
+	args, env, fg, err := helperArgs([]string{"my-bucket/pre", "/mnt/sets", "-o",
+		"rw,allow_other,endpoint=https://t3.storage.dev,region=auto,cache_dir=/var/cache/bucketfs/sets,cache_size=200GiB,x-systemd.automount,noatime,dev,suid,credentials_file=/etc/bucketfs/creds,log_file=/var/log/b.log"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"--allow-other", "--endpoint=https://t3.storage.dev", "--region=auto", "--cache-dir=/var/cache/bucketfs/sets",
+		"--cache-size=200GiB", "--log-file=/var/log/b.log", "my-bucket/pre", "/mnt/sets"}
+	if !slices.Equal(args, want) || fg {
+		t.Errorf("mount args %q (foreground %v), want %q", args, fg, want)
+	}
+	if !slices.Equal(env, []string{"AWS_SHARED_CREDENTIALS_FILE=/etc/bucketfs/creds"}) {
+		t.Errorf("env %q", env)
+	}
+	// The translated line parses as a mount command line.
+	o, err := parse(t, append([]string{"mount"}, args...)...)
+	if err != nil || o.CacheDir != "/var/cache/bucketfs/sets" || !o.AllowOther || o.Bucket != "my-bucket" || o.Prefix != "pre/" {
+		t.Errorf("parse: %v %+v", err, o)
+	}
+	if _, _, fg, _ := helperArgs([]string{"b", "/m", "-f"}); !fg {
+		t.Error("-f is not foreground")
+	}
+	for _, bad := range [][]string{{"b", "/m", "-o"}, {"b"}, {"b", "/m", "/x"}, {"b", "/m", "--weird"}} {
+		if _, _, _, err := helperArgs(bad); err == nil {
+			t.Errorf("helperArgs(%q) accepted", bad)
+		}
+	}
+	// An option bucketfs does not know fails the mount with a clear line.
+	args, _, _, _ = helperArgs([]string{"b", "/m", "-o", "bogus_thing=1"})
+	if _, err := parse(t, append([]string{"mount"}, args...)...); err == nil {
+		t.Error("unknown option accepted")
+	}
+}
