@@ -21,9 +21,10 @@ unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
 # Installs versitygw into the per-user cache when missing, starts it on
-# 127.0.0.1, and mounts the real binary. Needs root (or fusermount) and /dev/fuse.
+# 127.0.0.1, and mounts the real binary. Needs root (or fusermount) and
+# /dev/fuse. The tests and the daemon they mount run with the race detector.
 integration:
-	$(GO) test -count=1 -timeout 20m ./integration/...
+	BUCKETFS_RACE=1 $(GO) test -race -count=1 -timeout 30m ./integration/...
 
 # Programs the end-to-end tests run (setfattr/getfattr, mount.fuse3), from
 # Debian's packages when missing.
@@ -50,7 +51,7 @@ bench:
 # The soak test for SOAKTIME (20s in make test).
 SOAKTIME ?= 5m
 soak:
-	BUCKETFS_SOAK=$(SOAKTIME) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 2h ./integration/
+	BUCKETFS_RACE=0 BUCKETFS_SOAK=$(SOAKTIME) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 2h ./integration/
 
 # Each fuzz target for FUZZTIME (their seeds also run in `make unit`).
 FUZZTIME ?= 20s

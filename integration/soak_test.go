@@ -160,7 +160,9 @@ func TestSoak(t *testing.T) {
 	}
 	// The budget bounds blocks; the Go runtime, FUSE request buffers and
 	// HTTP connections come on top (the same allowance as make bench).
-	if hwm > budget+64<<20 {
+	if os.Getenv("BUCKETFS_RACE") == "1" {
+		t.Log("the daemon runs under the race detector, which multiplies its memory: peak RSS not checked")
+	} else if hwm > budget+64<<20 {
 		t.Errorf("peak RSS %d MiB, over the %d MiB budget + 64 MiB", hwm>>20, budget>>20)
 	}
 	if after > base*1.1+10 {
