@@ -94,7 +94,7 @@ type DiskStats struct {
 	Misses     atomic.Int64 // lookups that found no block file
 	Writes     atomic.Int64 // block files written
 	WriteBytes atomic.Int64
-	Dropped    atomic.Int64 // blocks not written: queue full or no room
+	Dropped    atomic.Int64 // blocks not written: gone from memory before a writer was free, or no room
 	Evictions  atomic.Int64 // block files deleted to stay inside the limits
 	Corrupt    atomic.Int64 // block files that failed their checksum
 	Bytes      atomic.Int64 // bytes of block files now
@@ -119,6 +119,8 @@ type Disk struct {
 	lru      list.List // of *diskEntry, most recent first
 	used     int64
 	writing  map[string]chan struct{} // names being written; closed when done
+	deferred map[Key]struct{}         // blocks left out of a full queue
+	memory   func(Key) (*Block, bool) // the memory tier, to write them from
 	scanning bool
 	closed   bool
 
@@ -170,7 +172,7 @@ func OpenDisk(cfg DiskConfig) (*Disk, error) {
 	}
 	d := &Disk{
 		dir: dir, maxBytes: cfg.MaxBytes, log: cfg.Log, lock: lock,
-		entries: map[string]*diskEntry{}, writing: map[string]chan struct{}{},
+		entries: map[string]*diskEntry{}, writing: map[string]chan struct{}{}, deferred: map[Key]struct{}{},
 	}
 	d.space = d.statfs
 	_, total, err := d.space()
@@ -393,8 +395,10 @@ func (d *Disk) touch(name string, f *os.File) {
 }
 
 // Store queues block k for writing and returns at once; it takes its own
-// reference to blk. A full queue drops the block. REQUIRES: the caller
-// holds a reference to blk.
+// reference to blk. When the queue is full the block is left out, but its
+// key is remembered: once the writers are idle, or when the tier closes,
+// it is written from the memory tier if it is still there.
+// REQUIRES: the caller holds a reference to blk.
 func (d *Disk) Store(k Key, blk *Block) {
 	if d.Has(k) {
 		return
@@ -409,8 +413,59 @@ func (d *Disk) Store(k Key, blk *Block) {
 	case d.queue <- pendingWrite{key: k, blk: blk}:
 	default:
 		blk.Release()
-		d.Stats.Dropped.Add(1)
+		d.mu.Lock()
+		if len(d.deferred) < maxDeferred {
+			d.deferred[k] = struct{}{}
+		} else {
+			d.Stats.Dropped.Add(1)
+		}
+		d.mu.Unlock()
 	}
+}
+
+// maxDeferred bounds the keys of blocks left out of a full queue.
+const maxDeferred = 4096
+
+// SetMemory gives the tier the memory tier's lookup, from which blocks
+// left out of a full write queue are written later.
+func (d *Disk) SetMemory(get func(Key) (*Block, bool)) {
+	d.mu.Lock()
+	d.memory = get
+	d.mu.Unlock()
+}
+
+// writeDeferred writes one block left out of the queue, if any is left and
+// still in memory. It reports whether there was a key to try.
+func (d *Disk) writeDeferred() bool {
+	d.mu.Lock()
+	var k Key
+	found := false
+	for k = range d.deferred {
+		found = true
+		break
+	}
+	if found {
+		delete(d.deferred, k)
+	}
+	get := d.memory
+	d.mu.Unlock()
+	if !found {
+		return false
+	}
+	if get == nil {
+		d.Stats.Dropped.Add(1)
+		return true
+	}
+	blk, ok := get(k)
+	if !ok {
+		d.Stats.Dropped.Add(1) // gone from memory before there was time
+		return true
+	}
+	if err := d.Write(k, blk.Bytes()); err != nil {
+		d.log.WithError(err).Warn("disk cache: writing a block failed")
+	}
+	blk.Release()
+	return true
 }
 
 func (d *Disk) isClosed() bool {
@@ -427,7 +482,23 @@ func (d *Disk) writer() {
 	runtime.LockOSThread() // the thread ends with the goroutine
 	tid := unix.Gettid()
 	unix.Setpriority(unix.PRIO_PROCESS, tid, writerNice)
-	for w := range d.queue {
+	for {
+		var w pendingWrite
+		var ok bool
+		select {
+		case w, ok = <-d.queue:
+		default:
+			// Idle: catch up with blocks left out of a full queue.
+			if d.writeDeferred() {
+				continue
+			}
+			w, ok = <-d.queue
+		}
+		if !ok {
+			for d.writeDeferred() {
+			}
+			return
+		}
 		if err := d.Write(w.key, w.blk.Bytes()); err != nil {
 			d.log.WithError(err).Warn("disk cache: writing a block failed")
 		}
@@ -677,8 +748,9 @@ func (d *Disk) WaitScan() {
 	}
 }
 
-// Close writes the blocks still queued, stops the tier and releases the
-// directory's lock.
+// Close writes the blocks still queued (and those left out of a full queue
+// that are still in memory), stops the tier and releases the directory's
+// lock. The memory tier must still be open.
 func (d *Disk) Close() {
 	d.sendMu.Lock()
 	d.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -326,5 +327,53 @@ func TestDiskStoreWritesInBackground(t *testing.T) {
 	defer d.Close()
 	for i := range int64(3) {
 		mustRead(t, d, i)
+	}
+}
+
+// TestDiskDeferredWrites: blocks that find the write queue full are
+// written later from the memory tier; those gone from memory are counted
+// as dropped.
+func TestDiskDeferredWrites(t *testing.T) {
+	dir := t.TempDir()
+	d, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30, QueueBlocks: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.WaitScan()
+	var mu sync.Mutex
+	memory := map[Key]*Block{}
+	d.SetMemory(func(k Key) (*Block, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		b, ok := memory[k]
+		if ok {
+			b.Ref()
+		}
+		return b, ok
+	})
+	for i := range int64(40) {
+		b := &Block{data: blockData(i, dbs)}
+		b.refs.Store(1)
+		if i%10 != 9 { // every tenth block leaves memory at once
+			mu.Lock()
+			memory[key(i)] = b
+			mu.Unlock()
+		}
+		d.Store(key(i), b)
+	}
+	d.Close()
+	d = openDisk(t, dir, 1<<30)
+	defer d.Close()
+	written := 0
+	for i := range int64(40) {
+		if d.Has(key(i)) {
+			mustRead(t, d, i)
+			written++
+		} else if i%10 != 9 {
+			t.Errorf("block %d, still in memory, was not written", i)
+		}
+	}
+	if written < 36 {
+		t.Errorf("%d of 40 blocks written", written)
 	}
 }

@@ -378,6 +378,9 @@ func newReadPath(st store.Store, o *mountOptions, log *logrus.Entry) (*readPath,
 			return nil, fmt.Errorf("--cache-dir: %v", err)
 		}
 	}
+	if rp.disk != nil {
+		rp.disk.SetMemory(c.Get)
+	}
 	rp.mgr = prefetch.NewManager(st, c, cache.NewBudget(held), prefetch.Config{
 		BlockSize:    o.BlockSize,
 		MaxReadahead: o.MaxReadahead,
