@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/bucketfs/bucketfs/integration/harness"
@@ -27,30 +28,41 @@ func (e *benchEnv) diskTier() {
 	cacheDir := filepath.Join(e.t.TempDir(), "cache")
 	p := func(m *harness.Mount) string { return filepath.Join(m.Dir, "big-0.bin") }
 
-	// The same cold read without a disk cache, just before, so both run
-	// in the same conditions (workload 1 ran while the seeding's writes
-	// were still being flushed).
-	plain := e.benchMount()
-	n, d, err := readFile(p(plain), 0)
-	if err != nil || n != gib {
-		e.t.Fatalf("workload 8 plain cold read: %d bytes, %v", n, err)
-	}
-	base := mbps(n, d)
-	plain.Stop()
+	// The same cold read without a disk cache, alternating with it three
+	// times (medians), so both run in the same conditions: single runs
+	// here vary by a third.
+	var plainRates, cacheRates []float64
+	var stats map[string]int64
+	for i := range 3 {
+		plain := e.benchMount()
+		n, d, err := readFile(p(plain), 0)
+		if err != nil || n != gib {
+			e.t.Fatalf("workload 8 plain cold read: %d bytes, %v", n, err)
+		}
+		plainRates = append(plainRates, mbps(n, d))
+		plain.Stop()
 
-	m := e.benchMount("--cache-dir", cacheDir)
-	e.px.Reset()
-	n, d, err = readFile(p(m), 0)
-	if err != nil || n != gib {
-		e.t.Fatalf("workload 8 cold read: %d bytes, %v", n, err)
+		dir := cacheDir
+		if i < 2 {
+			dir = filepath.Join(e.t.TempDir(), "cache")
+		}
+		m := e.benchMount("--cache-dir", dir)
+		n, d, err = readFile(p(m), 0)
+		if err != nil || n != gib {
+			e.t.Fatalf("workload 8 cold read: %d bytes, %v", n, err)
+		}
+		cacheRates = append(cacheRates, mbps(n, d))
+		stats = readStats(e.t, m.Dir)
+		m.Stop()
 	}
-	cold := mbps(n, d)
+	slices.Sort(plainRates)
+	slices.Sort(cacheRates)
+	base, cold := plainRates[1], cacheRates[1]
 	e.row("8a. sequential 1 GiB, cold, with --cache-dir", fmtMBps(cold), fmtMBps(base)+" (no disk cache)", fmt.Sprintf("%.2f", cold/base),
-		"blocks written to the disk cache meanwhile; target: not slower than the same read without it")
-	stats := readStats(e.t, m.Dir)
-	e.notes = append(e.notes, fmt.Sprintf("Workload 8a wrote %d blocks (%d MiB) to the disk cache and dropped %d (write queue full).",
-		stats["disk_writes"], stats["disk_write_bytes"]/mib, stats["disk_dropped"]))
-	m.Stop()
+		fmt.Sprintf("medians of 3 alternating runs (with: %.0f-%.0f, without: %.0f-%.0f MB/s); blocks written to the disk cache meanwhile; target: not slower than the same read without it",
+			cacheRates[0], cacheRates[2], plainRates[0], plainRates[2]))
+	e.notes = append(e.notes, fmt.Sprintf("By the end of workload 8a's last cold read the daemon had written %d blocks (%d MiB) to the disk cache; the rest were still queued or set aside, to be written from memory when the writers were free or at unmount.",
+		stats["disk_writes"], stats["disk_write_bytes"]/mib))
 
 	// The same bytes in a local file on the disk holding the cache.
 	local := filepath.Join(filepath.Dir(cacheDir), "local.bin")
