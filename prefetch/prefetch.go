@@ -56,8 +56,9 @@ type Config struct {
 	// breaks off is resumed without receiving a byte before the read
 	// fails.
 	MaxRetries int
-	// StallTimeout is how long a GET may go without a byte (before or
-	// within its body) before it is cancelled and resumed; 0 means 30s.
+	// StallTimeout is how long a GET's body may go without a byte before
+	// it is cancelled and resumed; 0 means 30s. (The store bounds the wait
+	// for the answer itself.)
 	StallTimeout time.Duration
 	// Disk, if set, is the disk tier under the block cache: blocks are
 	// looked for there before a GET, and blocks fetched from the object
