@@ -256,7 +256,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		case errors.Is(err, context.Canceled) && ctx.Err() == nil:
 			// Cancelled inside bucketfs, not by the caller: EINTR would
 			// make the caller (and the kernel) retry at once, forever.
-			h.node.log().WithError(err).Warn("read failed (EIO)")
+			logLimited(h.node.log(), err, logrus.WarnLevel, "read cancelled inside bucketfs (EIO)")
 			return nil, syscall.EIO
 		}
 		return nil, toErrno(h.node.log(), err)
