@@ -189,13 +189,14 @@ func warmFiles(out, progress io.Writer, paths []string, jobs int) error {
 			}
 		}()
 	}
-	finished := make(chan struct{})
+	// The feeder stops when told; only this goroutine reads signals.
+	finished, stopFeeding := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(finished)
 		for _, f := range todo {
 			select {
 			case work <- f:
-			case <-interrupted:
+			case <-stopFeeding:
 				return
 			}
 		}
@@ -212,6 +213,7 @@ wait:
 			report()
 		case <-interrupted:
 			stopped = true
+			close(stopFeeding)
 			break wait
 		}
 	}
