@@ -82,7 +82,7 @@ type DiskConfig struct {
 	// MinFreePercent is MinFree as a percentage of the filesystem's size;
 	// the larger of the two applies.
 	MinFreePercent float64
-	// QueueBlocks bounds blocks waiting to be written; 0 means 8. When
+	// QueueBlocks bounds blocks waiting to be written; 0 means 16. When
 	// the queue is full new blocks are not written (reads never wait for
 	// the disk).
 	QueueBlocks int
@@ -195,7 +195,7 @@ func OpenDisk(cfg DiskConfig) (*Disk, error) {
 	}
 	q := cfg.QueueBlocks
 	if q <= 0 {
-		q = 8
+		q = 16
 	}
 	d.queue = make(chan pendingWrite, q)
 	d.scanning = true

@@ -391,10 +391,10 @@ func newReadPath(st store.Store, o *mountOptions, log *logrus.Entry) (*readPath,
 	})
 	// Blocks are the daemon's memory: ask the garbage collector to keep
 	// the heap near the budget rather than at twice the live size.
-	// Blocks queued for the disk cache (8) are held on top.
+	// Blocks queued for the disk cache (16) are held on top.
 	limit := o.CacheMemory + 48<<20
 	if rp.disk != nil {
-		limit += 8 * o.BlockSize
+		limit += 16 * o.BlockSize
 	}
 	debug.SetMemoryLimit(limit)
 	return rp, nil
