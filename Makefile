@@ -44,7 +44,7 @@ demo:
 	.demo/demo
 
 # Speed and memory against the limit measured in the same run; writes
-# integration/BENCHMARKS.md. Takes a few minutes and ~6 GiB of disk.
+# integration/BENCHMARKS.md. Takes about five minutes and ~10 GiB of disk.
 bench:
 	$(GO) test -tags bench -count=1 -run TestBench -v -timeout 40m ./integration/
 
