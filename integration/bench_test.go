@@ -361,8 +361,10 @@ func (e *benchEnv) playback() {
 	}
 	e.row("4. MP3 playback: start (tag read + first chunk)", fmtMs(resumes[0]), "", "", "")
 	e.row("4. MP3 playback: resume after seek", strings.Join(rs, ", "), "", "", "")
+	st := readStats(e.t, m.Dir)
 	e.row("4. MP3 playback: stall time after first block", fmtMs(stall), "", "",
-		fmt.Sprintf("%d reads slower than the %.1f ms chunk interval %v; amplification %.2f (read-ahead past the last position counts)", len(slow), float64(interval)/1e6, slow, float64(fetched)/float64(read)))
+		fmt.Sprintf("%d reads slower than the %.1f ms chunk interval %v; amplification %.2f (read-ahead past the last position counts); %d requests retried, %d downloads resumed",
+			len(slow), float64(interval)/1e6, slow, float64(fetched)/float64(read), st["s3_retries"], st["get_resumes"]))
 	m.Stop()
 }
 

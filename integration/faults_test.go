@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -93,6 +94,14 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 	}
 	if px.Injected() == 0 {
 		t.Fatal("no fault was injected")
+	}
+	raw, err := xattr(t, m.Dir, "user.bucketfs.stats")
+	var stats map[string]int64
+	if err == nil {
+		err = json.Unmarshal([]byte(raw), &stats)
+	}
+	if err != nil || stats["s3_retries"] < 1 {
+		t.Errorf("stats after retried errors: %v %v", stats, err)
 	}
 }
 

@@ -99,6 +99,7 @@ func runMount(o *mountOptions) error {
 		return err
 	}
 	defer rp.close()
+	rp.retries = s3.Retries.Load
 	counters := &bfs.Counters{}
 	if o.MetricsAddr != "" {
 		registerCounters(reg, rp, s3, counters.ArchivedHits.Load)
@@ -352,9 +353,10 @@ func endpointName(o *mountOptions) string {
 // readPath is the block cache (memory and optional disk tier) and
 // read-ahead of one mount.
 type readPath struct {
-	cache *cache.Cache
-	disk  *cache.Disk // nil without --cache-dir
-	mgr   *prefetch.Manager
+	cache   *cache.Cache
+	disk    *cache.Disk // nil without --cache-dir
+	mgr     *prefetch.Manager
+	retries func() int64 // requests the store sent again; nil if unknown
 }
 
 // newReadPath splits --cache-memory between resident blocks and blocks held
@@ -443,6 +445,9 @@ func (r *readPath) stats() map[string]int64 {
 		"get_resumes":            p.Resumes.Load(),
 		"goroutines":             int64(runtime.NumGoroutine()),
 		"disk_cache":             0,
+	}
+	if r.retries != nil {
+		m["s3_retries"] = r.retries()
 	}
 	if d := r.disk; d != nil {
 		ds := &d.Stats
