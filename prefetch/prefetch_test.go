@@ -227,6 +227,16 @@ func TestLongSeekRestartsStream(t *testing.T) {
 	for off := int64(0); off < 8*mib; off += 256 << 10 {
 		fx.read(t, r, off, 256<<10)
 	}
+	// Let the read-ahead land, including GETs not started yet.
+	r.mu.Lock()
+	var held []*cache.Flight
+	for _, hb := range r.s.held {
+		held = append(held, hb.f)
+	}
+	r.mu.Unlock()
+	for _, f := range held {
+		f.Wait(context.Background(), f.Len())
+	}
 	fx.settle(t)
 	fetched := fx.m.Stats.BytesFetched.Load()
 	fx.read(t, r, 40*mib, 64<<10)
