@@ -203,7 +203,7 @@ func (h *handle) pin(o store.Object) {
 // moved it already or bytes were served. Readers of the old version may
 // still be running; they fail and retry on the new one.
 func (h *handle) repin(etag string, o store.Object) {
-	v := ObjectVersion{Bucket: h.node.bucket, Key: h.node.key, ETag: o.ETag, Size: o.Size}
+	v := h.node.version(o)
 	h.mu.Lock()
 	if h.version.ETag != etag || h.served {
 		h.mu.Unlock()

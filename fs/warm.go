@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strconv"
 	"syscall"
+
+	"github.com/bucketfs/bucketfs/store"
 )
 
 // Attributes of files on a mount with a disk cache.
@@ -18,6 +20,11 @@ const (
 	xattrWarm = "user.bucketfs.warm"
 )
 
+// version is the file's object version with attributes o.
+func (f *fileNode) version(o store.Object) ObjectVersion {
+	return ObjectVersion{Bucket: f.bucket, Key: f.key, ETag: o.ETag, Size: o.Size}
+}
+
 // cachedXattr answers user.bucketfs.cached without asking the store: it
 // describes the version the tree knows now.
 func (f *fileNode) cachedXattr(dest []byte) (uint32, syscall.Errno) {
@@ -25,7 +32,7 @@ func (f *fileNode) cachedXattr(dest []byte) (uint32, syscall.Errno) {
 		return 0, syscall.ENODATA
 	}
 	_, o := f.state()
-	v := ObjectVersion{Bucket: f.bucket, Key: f.key, ETag: o.ETag, Size: o.Size}
+	v := f.version(o)
 	return xattrReply([]byte(strconv.FormatInt(f.m.cfg.Disk.CachedBytes(v), 10)), dest)
 }
 
@@ -49,8 +56,7 @@ func (f *fileNode) warm(ctx context.Context) syscall.Errno {
 	case restoring:
 		return syscall.EAGAIN
 	}
-	v := ObjectVersion{Bucket: f.bucket, Key: f.key, ETag: o.ETag, Size: o.Size}
-	err := f.m.cfg.Disk.Warm(ctx, v)
+	err := f.m.cfg.Disk.Warm(ctx, f.version(o))
 	switch {
 	case err == nil:
 		return 0

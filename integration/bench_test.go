@@ -496,7 +496,7 @@ func (e *benchEnv) memory() {
 	}
 	wg.Wait()
 	agg := mbps(total.Load(), time.Since(start))
-	hwm := procStatusKB(e.t, m.Pid(), "VmHWM") << 10
+	hwm := procStatusBytes(e.t, m.Pid(), "VmHWM")
 	e.row("7. peak RSS over 1, 2 and 32 readers", fmt.Sprintf("%d MiB", hwm/mib), fmt.Sprintf("%d MiB budget", budget/mib),
 		fmt.Sprintf("%.2f", float64(hwm)/float64(budget)),
 		fmt.Sprintf("target <= budget + 64 MiB; 32 readers ran at %s aggregate", fmtMBps(agg)))
@@ -517,21 +517,6 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
-}
-
-func procStatusKB(t *testing.T, pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, field+":") {
-			v, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-			return v
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
 }
 
 func readStats(t *testing.T, dir string) map[string]int64 {

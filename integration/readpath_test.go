@@ -39,14 +39,20 @@ func proxiedMount(t *testing.T, bucket string, extra ...string) (*harness.Mount,
 // dropCache evicts the kernel's cached pages of path, so reads reach bucketfs.
 func dropCache(t *testing.T, path string) {
 	t.Helper()
+	if err := evictPages(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// evictPages drops the kernel's cached pages of path (safe to call from
+// any goroutine).
+func evictPages(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer f.Close()
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		t.Fatal(err)
-	}
+	return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 }
 
 // TestAccessPatternsByteExact reads one object through the mount the ways

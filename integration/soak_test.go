@@ -76,7 +76,7 @@ func TestSoak(t *testing.T) {
 			case 0: // a whole file, streamed
 				i := rng.IntN(bigFiles)
 				p := filepath.Join(m.Dir, fmt.Sprintf("big/%d.bin", i))
-				evict(p)
+				evictPages(p)
 				got, err := preadAll(p)
 				switch {
 				case err != nil:
@@ -110,7 +110,7 @@ func TestSoak(t *testing.T) {
 			default: // small files
 				i := rng.IntN(small)
 				p := filepath.Join(m.Dir, fmt.Sprintf("small/%03d.txt", i))
-				evict(p)
+				evictPages(p)
 				got, err := preadAll(p)
 				switch {
 				case err != nil:
@@ -167,14 +167,6 @@ func TestSoak(t *testing.T) {
 	}
 	if after > base*1.1+10 {
 		t.Errorf("goroutines grew from %v to %v", base, after)
-	}
-}
-
-// evict drops the kernel's cached pages of path, so reads reach the daemon.
-func evict(path string) {
-	if f, err := os.Open(path); err == nil {
-		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
-		f.Close()
 	}
 }
 

@@ -81,13 +81,9 @@ var (
 	errShort    = errors.New("prefetch: short read from the object store")
 )
 
-func (r *Reader) blockLen(idx int64) int64 {
-	return min(r.bs, r.v.Size-idx*r.bs)
-}
+func (r *Reader) blockLen(idx int64) int64 { return r.m.blockLen(r.v, idx) }
 
-func (r *Reader) key(idx int64) cache.Key {
-	return cache.Key{Bucket: r.v.Bucket, Object: r.v.Key, ETag: r.v.ETag, Index: idx}
-}
+func (r *Reader) key(idx int64) cache.Key { return blockKey(r.v, idx) }
 
 // ReadAt fills p from off. It implements fs.ObjectReader.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {

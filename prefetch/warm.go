@@ -84,7 +84,7 @@ func (m *Manager) warmOnce(ctx context.Context, v store.Version, a, b int64) err
 	var missing []cache.Key
 	var bytes int64
 	for idx := a; idx < b; idx++ {
-		k := cache.Key{Bucket: v.Bucket, Object: v.Key, ETag: v.ETag, Index: idx}
+		k := blockKey(v, idx)
 		if !d.Has(k) {
 			missing = append(missing, k)
 			bytes += m.blockLen(v, idx)
@@ -145,13 +145,19 @@ func (m *Manager) CachedBytes(v store.Version) int64 {
 	var n int64
 	blocks := (v.Size + m.cfg.BlockSize - 1) / m.cfg.BlockSize
 	for idx := int64(0); idx < blocks; idx++ {
-		if m.cfg.Disk.Has(cache.Key{Bucket: v.Bucket, Object: v.Key, ETag: v.ETag, Index: idx}) {
+		if m.cfg.Disk.Has(blockKey(v, idx)) {
 			n += m.blockLen(v, idx)
 		}
 	}
 	return n
 }
 
+// blockKey is the cache key of block idx of v.
+func blockKey(v store.Version, idx int64) cache.Key {
+	return cache.Key{Bucket: v.Bucket, Object: v.Key, ETag: v.ETag, Index: idx}
+}
+
+// blockLen is the size of block idx of v (the last one may be short).
 func (m *Manager) blockLen(v store.Version, idx int64) int64 {
 	return min(m.cfg.BlockSize, v.Size-idx*m.cfg.BlockSize)
 }

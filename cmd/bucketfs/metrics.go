@@ -104,7 +104,7 @@ func (m *meteredStore) Restore(ctx context.Context, in store.RestoreInput) (stor
 	return out, err
 }
 
-// counterFuncs exposes the daemon's own counters, read when scraped.
+// registerCounters exposes the daemon's own counters, read when scraped.
 func registerCounters(reg prometheus.Registerer, rp *readPath, s3 *store.S3, archived func() int64) {
 	c, p := &rp.cache.Stats, &rp.mgr.Stats
 	counter := func(name, help string, f func() int64, labels prometheus.Labels) {

@@ -15,7 +15,7 @@ import (
 func backend(t *testing.T, body []byte) *Proxy {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", itoa(len(body)))
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
 	}))
 	t.Cleanup(srv.Close)
@@ -26,8 +26,6 @@ func backend(t *testing.T, body []byte) *Proxy {
 	t.Cleanup(px.Close)
 	return px
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 func get(t *testing.T, px *Proxy) (int, []byte, error) {
 	t.Helper()
