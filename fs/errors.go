@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"sync"
 	"syscall"
 	"time"
@@ -35,8 +37,13 @@ func toErrno(log *logrus.Entry, err error) syscall.Errno {
 		logLimited(log, err, logrus.WarnLevel, "request timed out (EIO)")
 		return syscall.EIO
 	}
+	// An errno of our own passes through; one from a network call (the
+	// store refused, reset or went away) is an I/O error to the reader,
+	// not ECONNREFUSED.
 	var errno syscall.Errno
-	if errors.As(err, &errno) {
+	var opErr *net.OpError
+	var urlErr *url.Error
+	if errors.As(err, &errno) && !errors.As(err, &opErr) && !errors.As(err, &urlErr) {
 		return errno
 	}
 	logLimited(log, err, logrus.ErrorLevel, "request failed (EIO)")

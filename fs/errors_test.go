@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"os"
 	"syscall"
 	"testing"
 
@@ -45,6 +48,8 @@ func TestToErrno(t *testing.T) {
 		{name: "unknown error", err: errors.New("weird"), want: syscall.EIO, wantLog: logrus.ErrorLevel, wantLogs: 1},
 		{name: "raw errno passes through", err: syscall.EBADF, want: syscall.EBADF},
 		{name: "wrapped errno passes through", err: fmt.Errorf("read: %w", syscall.ENOSPC), want: syscall.ENOSPC},
+		{name: "refused connection is EIO", err: &store.Error{Op: "GetObject", Kind: store.ErrUnreachable, Err: &url.Error{Op: "Get", URL: "http://127.0.0.1:1/b/k", Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}}, want: syscall.EIO, wantLog: logrus.ErrorLevel, wantLogs: 1},
+		{name: "reset body is EIO", err: fmt.Errorf("GET b/k at byte 5: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}), want: syscall.EIO, wantLog: logrus.ErrorLevel, wantLogs: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,20 @@ type S3 struct {
 	client *s3.Client
 	// Retries counts requests sent again after a failure.
 	Retries atomic.Int64
+	// Conns counts connections to the store open now, idle or busy.
+	Conns atomic.Int64
+}
+
+// countedConn is a connection to the store, counted while open.
+type countedConn struct {
+	net.Conn
+	once sync.Once
+	n    *atomic.Int64
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.n.Add(-1) })
+	return c.Conn.Close()
 }
 
 // countingRetryer is the SDK's standard retryer, counting retries.
@@ -61,6 +76,28 @@ type countingRetryer struct {
 func (r countingRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
 	r.n.Add(1)
 	return r.RetryerV2.RetryDelay(attempt, err)
+}
+
+// Retry waits: retry n waits a random time up to retryBase x 2^(n-1),
+// capped at retryMaxBackoff. The SDK's own base (50 ms) spends five
+// retries in under a second on average, less than a server restart or a
+// network blip takes; from 250 ms the default five span about 4 s on
+// average and up to 7.75 s, and the first retry still comes within 250 ms.
+const (
+	retryBase       = 250 * time.Millisecond
+	retryMaxBackoff = 5 * time.Second
+)
+
+// newRetryer is the SDK's standard retryer (capped exponential backoff,
+// full jitter; 1 s base for throttling) with bucketfs's waits, counting
+// retries in n.
+func newRetryer(maxRetries int, n *atomic.Int64) aws.RetryerV2 {
+	return countingRetryer{n: n, RetryerV2: retry.NewStandard(func(so *retry.StandardOptions) {
+		so.MaxAttempts = maxRetries + 1
+		so.BaseDelay = retryBase
+		so.MaxBackoff = retryMaxBackoff
+		so.RateLimiter = ratelimit.None
+	})}
 }
 
 var _ Store = (*S3)(nil)
@@ -84,6 +121,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	}
 	// A BuildableClient keeps the SDK's handling of AWS_CA_BUNDLE, which a
 	// plain *http.Client passed to the SDK would silently drop.
+	st := &S3{}
 	httpClient := awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) {
 			d.Timeout = cfg.DialTimeout
@@ -93,6 +131,15 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 			tr.MaxIdleConnsPerHost = cfg.MaxConns
 			tr.MaxConnsPerHost = cfg.MaxConns
 			tr.ResponseHeaderTimeout = cfg.RequestTimeout
+			dial := tr.DialContext
+			tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := dial(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				st.Conns.Add(1)
+				return &countedConn{Conn: c, n: &st.Conns}, nil
+			}
 		})
 	opts := []func(*config.LoadOptions) error{config.WithHTTPClient(httpClient)}
 	if cfg.Region != "" {
@@ -108,16 +155,11 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if awsCfg.Region == "" {
 		awsCfg.Region = "us-east-1"
 	}
-	st := &S3{}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		// Capped exponential backoff with full jitter (the SDK's standard
 		// retryer), without its client-side retry quota: a mount that
 		// outlives an outage must not stop retrying for minutes after it.
-		o.Retryer = countingRetryer{n: &st.Retries, RetryerV2: retry.NewStandard(func(so *retry.StandardOptions) {
-			so.MaxAttempts = cfg.MaxRetries + 1
-			so.MaxBackoff = 5 * time.Second
-			so.RateLimiter = ratelimit.None
-		})}
+		o.Retryer = newRetryer(cfg.MaxRetries, &st.Retries)
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}

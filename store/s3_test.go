@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -294,5 +298,83 @@ func TestCredentialsRejected(t *testing.T) {
 		if got := CredentialsRejected(tt.err); got != tt.want {
 			t.Errorf("CredentialsRejected(%v) = %v, want %v", tt.err, got, tt.want)
 		}
+	}
+}
+
+// TestRetryWaits: the retryer bucketfs builds retries refused connections
+// and 503s, and its waits grow from up to 250 ms to the 5 s cap, so the
+// default five retries span a few seconds (a server restart), not the
+// SDK's own well under a second.
+func TestRetryWaits(t *testing.T) {
+	var n atomic.Int64
+	r := newRetryer(5, &n)
+	if got := r.MaxAttempts(); got != 6 {
+		t.Errorf("MaxAttempts = %d, want 6", got)
+	}
+	refused := &smithyhttp.RequestSendError{Err: &url.Error{Op: "Get", URL: "http://127.0.0.1:1/", Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}}
+	if !r.IsErrorRetryable(refused) {
+		t.Error("a refused connection is not retried")
+	}
+	var total time.Duration
+	for attempt := 1; attempt <= 5; attempt++ {
+		limit := min(retryBase<<(attempt-1), retryMaxBackoff)
+		var most time.Duration
+		for range 200 {
+			d, err := r.RetryDelay(attempt, refused)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d < 0 || d > limit {
+				t.Fatalf("retry %d waited %v, want at most %v", attempt, d, limit)
+			}
+			most = max(most, d)
+		}
+		// Full jitter: 200 draws come near the top of the range.
+		if most < limit*8/10 {
+			t.Errorf("retry %d: longest of 200 waits %v, want near %v", attempt, most, limit)
+		}
+		total += most
+	}
+	if total < 6*time.Second {
+		t.Errorf("five retries span at most %v; an outage of a few seconds would fail reads", total)
+	}
+	if got := n.Load(); got != 5*200 {
+		t.Errorf("counted %d retries, want %d", got, 5*200)
+	}
+}
+
+// TestConnsCounted: the client counts its open connections to the store,
+// and the count falls when the server closes them.
+func TestConnsCounted(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("Content-Length", "2")
+		w.Write([]byte("hi"))
+	}))
+	defer srv.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	st, err := NewS3(context.Background(), S3Config{Endpoint: srv.URL, PathStyle: true, Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := st.Get(context.Background(), GetInput{Bucket: "b", Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, out.Body)
+	out.Body.Close()
+	if got := st.Conns.Load(); got != 1 {
+		t.Errorf("after one GET: %d connections, want 1", got)
+	}
+	srv.CloseClientConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for st.Conns.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := st.Conns.Load(); got != 0 {
+		t.Errorf("after the server closed them: %d connections, want 0", got)
 	}
 }
