@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 )
@@ -287,7 +288,8 @@ type Flight struct {
 	// Constant data
 	key   Key
 	block *Block
-	cache *Cache // nil for a flight made from a resident block
+	cache *Cache    // nil for a flight made from a resident block
+	born  time.Time // when the flight began; zero for a resident block
 
 	// Mutable state
 	mu     sync.Mutex // protects the following
@@ -298,7 +300,7 @@ type Flight struct {
 }
 
 func newFlight(k Key, b *Block, c *Cache) *Flight {
-	return &Flight{key: k, block: b, cache: c, wake: make(chan struct{})}
+	return &Flight{key: k, block: b, cache: c, born: time.Now(), wake: make(chan struct{})}
 }
 
 // finished wraps a resident block; it holds no reference of its own.
@@ -351,6 +353,18 @@ func (f *Flight) Finish(err error) {
 		f.cache.land(f, err)
 	}
 	f.block.Release()
+}
+
+// Progress reports how many bytes have landed and how long ago the flight
+// began (0 for a block that was resident).
+func (f *Flight) Progress() (landed int, age time.Duration) {
+	f.mu.Lock()
+	landed = f.filled
+	f.mu.Unlock()
+	if !f.born.IsZero() {
+		age = time.Since(f.born)
+	}
+	return landed, age
 }
 
 // Done reports whether the flight ended, and its error.

@@ -96,3 +96,20 @@ func forgetLoggedErrors() {
 	clear(errLogs.last)
 	errLogs.Unlock()
 }
+
+// TestFuseLogger: go-fuse's lines reach the daemon's log, one entry per
+// line, as warnings, or at info when its request trace was asked for.
+func TestFuseLogger(t *testing.T) {
+	for _, debug := range []bool{false, true} {
+		log, hook := testLog()
+		fuseLogger(log, debug).Println("writer: Writev failed")
+		e := hook.LastEntry()
+		want := logrus.WarnLevel
+		if debug {
+			want = logrus.InfoLevel
+		}
+		if len(hook.AllEntries()) != 1 || e.Message != "writer: Writev failed" || e.Level != want || e.Data["component"] != "fuse" {
+			t.Errorf("debug %v: %d entries, last %q at %v %v", debug, len(hook.AllEntries()), e.Message, e.Level, e.Data)
+		}
+	}
+}

@@ -22,8 +22,10 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"log"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -183,9 +185,39 @@ func Mount(dir string, cfg Config, mo MountOptions) (*fuse.Server, error) {
 			// Security labels are never stored in S3; answering them in the
 			// kernel saves a round trip per file access.
 			IgnoreSecurityLabels: true,
+			// Replies come from memory buffers, never from a file
+			// descriptor: go-fuse would set up a pipe for each read reply
+			// before falling back to writev, and log a line for every
+			// reply larger than a pipe (1 MiB reads).
+			DisableSplice: true,
+			Logger:        fuseLogger(cfg.Log, mo.Debug),
 		},
 	}
 	return gofs.Mount(dir, NewRoot(cfg), opts)
+}
+
+// fuseLogger sends go-fuse's messages to the daemon's log: its request
+// trace at info when --debug-fuse asks for it, its complaints as warnings.
+func fuseLogger(l *logrus.Entry, debug bool) *log.Logger {
+	if l == nil {
+		l = logrus.NewEntry(logrus.StandardLogger())
+	}
+	level := logrus.WarnLevel
+	if debug {
+		level = logrus.InfoLevel
+	}
+	return log.New(logWriter{l.WithField("component", "fuse"), level}, "", 0)
+}
+
+// logWriter writes each line it is given as one log entry.
+type logWriter struct {
+	l     *logrus.Entry
+	level logrus.Level
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.l.Log(w.level, strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 // SetKernelReadahead raises the kernel's read-ahead for the mount at dir

@@ -36,6 +36,7 @@ import (
 
 	"github.com/bucketfs/bucketfs/cache"
 	"github.com/bucketfs/bucketfs/store"
+	"github.com/sirupsen/logrus"
 )
 
 // Config tunes the read path of one mount.
@@ -60,6 +61,12 @@ type Config struct {
 	// it is cancelled and resumed; 0 means 30s. (The store bounds the wait
 	// for the answer itself.)
 	StallTimeout time.Duration
+	// SlowRead, if set, is how long a read may take before it is logged
+	// (at info, to Log) with what it waited for, and counted in
+	// Stats.SlowReads.
+	SlowRead time.Duration
+	// Log receives slow reads; nil logs nothing.
+	Log *logrus.Entry
 	// Disk, if set, is the disk tier under the block cache: blocks are
 	// looked for there before a GET, and blocks fetched from the object
 	// store are queued to be written there.
@@ -82,6 +89,7 @@ type Stats struct {
 	BudgetFallbacks  atomic.Int64 // stream reads served by an exact GET for want of budget
 	WarmedBytes      atomic.Int64 // bytes written to the disk tier by Warm
 	Resumes          atomic.Int64 // GET bodies resumed after a stall or a cut
+	SlowReads        atomic.Int64 // reads that took Config.SlowRead or longer
 }
 
 // Manager owns what all Readers of a mount share.

@@ -106,6 +106,7 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 	if off >= r.v.Size || len(dest) == 0 {
 		return nil, nil, nil
 	}
+	start := time.Now()
 	end := min(off+int64(len(dest)), r.v.Size)
 	dest = dest[:end-off]
 
@@ -132,14 +133,24 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 		data    []byte
 		release func()
 		err     error
+		tr      readTrace
 	)
+	switch {
+	case seq:
+		tr.class = "stream"
+	case tailFirst:
+		tr.class = "tail"
+	default:
+		tr.class = "random"
+	}
 	if seq || r.v.Size <= r.bs {
 		// Objects no larger than a block are always fetched whole.
-		data, release, err = r.blockRead(ctx, dest, off, seq)
+		data, release, err = r.blockRead(ctx, &tr, dest, off, seq)
 	} else {
 		r.m.Stats.RandomReads.Add(1)
-		data, release, err = r.randomRead(ctx, dest, off)
+		data, release, err = r.randomRead(ctx, &tr, dest, off)
 	}
+	r.slow(&tr, off, len(dest), time.Since(start))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -197,7 +208,7 @@ func (r *Reader) windowCap(s *stream) int64 {
 
 // blockRead serves [off, off+len(dest)) from whole blocks, held by the
 // stream when seq is set, then tops up the read-ahead window.
-func (r *Reader) blockRead(ctx context.Context, dest []byte, off int64, seq bool) ([]byte, func(), error) {
+func (r *Reader) blockRead(ctx context.Context, tr *readTrace, dest []byte, off int64, seq bool) ([]byte, func(), error) {
 	end := off + int64(len(dest))
 	first, last := off/r.bs, (end-1)/r.bs
 	var (
@@ -207,14 +218,14 @@ func (r *Reader) blockRead(ctx context.Context, dest []byte, off int64, seq bool
 	for idx := first; idx <= last; idx++ {
 		bstart := idx * r.bs
 		from, to := max(off, bstart)-bstart, min(end, bstart+r.blockLen(idx))-bstart
-		data, blk, err := r.blockData(ctx, idx, int(to), seq)
+		data, blk, err := r.blockData(ctx, tr, idx, int(to), seq)
 		if errors.Is(err, errNoBudget) {
 			// Every byte of the budget is held by other files: serve the
 			// bytes asked for from the cache or by an exact GET, holding
 			// nothing.
 			r.m.Stats.BudgetFallbacks.Add(1)
 			seg := dest[bstart+from-off : bstart+to-off]
-			data, rel, err := r.randomRead(ctx, seg, bstart+from)
+			data, rel, err := r.randomRead(ctx, tr, seg, bstart+from)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -246,13 +257,18 @@ func (r *Reader) blockRead(ctx context.Context, dest []byte, off int64, seq bool
 // blockData returns the first end bytes of block idx and a reference to
 // the block. A flight cancelled by its owner (another file closed, or its
 // stream moved on) is joined again.
-func (r *Reader) blockData(ctx context.Context, idx int64, end int, seq bool) ([]byte, *cache.Block, error) {
+func (r *Reader) blockData(ctx context.Context, tr *readTrace, idx int64, end int, seq bool) ([]byte, *cache.Block, error) {
 	for attempt := 0; ; attempt++ {
-		f, blk, err := r.demand(ctx, idx, seq)
+		f, blk, how, err := r.demand(ctx, idx, seq)
 		if err != nil {
 			return nil, nil, err
 		}
+		landed, age := f.Progress()
+		t0 := time.Now()
 		data, err := f.Wait(ctx, end)
+		if landed < end {
+			tr.note(wait{what: how, idx: idx, age: age, landed: landed, size: f.Len(), took: time.Since(t0)})
+		}
 		if err == nil {
 			return data, blk, nil
 		}
@@ -284,23 +300,28 @@ func (r *Reader) forget(idx int64, f *cache.Flight) {
 // holding the block in the stream when seq is set. It fails with
 // errNoBudget rather than wait for budget: the budget is held by streams
 // whose readers may themselves be waiting.
-func (r *Reader) demand(ctx context.Context, idx int64, seq bool) (*cache.Flight, *cache.Block, error) {
+// how says where the flight came from, for the slow-read log.
+func (r *Reader) demand(ctx context.Context, idx int64, seq bool) (f *cache.Flight, blk *cache.Block, how string, err error) {
 	r.mu.Lock()
 	if seq && r.s != nil {
 		if hb := r.s.held[idx]; hb != nil {
 			hb.used = true
 			hb.blk.Ref()
 			r.mu.Unlock()
-			return hb.f, hb.blk, nil
+			return hb.f, hb.blk, heldHow(hb), nil
 		}
 	}
 	r.mu.Unlock()
 
 	n := r.blockLen(idx)
 	if !r.m.budget.TryAcquire(n, 0) {
-		return nil, nil, errNoBudget
+		return nil, nil, "", errNoBudget
 	}
 	f, blk, created := r.m.cache.Join(r.key(idx), int(n))
+	how = "fetched for this read"
+	if !created {
+		how = "in flight for another read"
+	}
 	var cancel context.CancelFunc
 	if created {
 		// Held blocks outlive this read: tie their GET to the file. A
@@ -324,11 +345,11 @@ func (r *Reader) demand(ctx context.Context, idx int64, seq bool) (*cache.Flight
 		if cancel != nil {
 			cancel()
 		}
-		return nil, nil, errClosed
+		return nil, nil, "", errClosed
 	case !seq || r.s == nil:
 		// Not held: the budget goes back once the block has landed.
 		r.releaseAfterLanding(f, cancel, n)
-		return f, blk, nil
+		return f, blk, how, nil
 	case r.s.held[idx] != nil:
 		// Another read of this file got there first; let ours land.
 		hb := r.s.held[idx]
@@ -337,11 +358,18 @@ func (r *Reader) demand(ctx context.Context, idx int64, seq bool) (*cache.Flight
 		blk.Release()
 		hb.used = true
 		hb.blk.Ref()
-		return hb.f, hb.blk, nil
+		return hb.f, hb.blk, heldHow(hb), nil
 	}
 	blk.Ref() // one for the stream, one for the caller
 	r.s.held[idx] = &heldBlock{f: f, blk: blk, bytes: n, cancel: cancel, used: true}
-	return f, blk, nil
+	return f, blk, how, nil
+}
+
+func heldHow(hb *heldBlock) string {
+	if hb.ahead {
+		return "read ahead"
+	}
+	return "held by the stream"
 }
 
 // readAhead fetches the blocks of the window that are not held yet, as far
@@ -496,12 +524,12 @@ func (r *Reader) dropStreamLocked() {
 // randomRead serves a read outside the stream: from cached blocks where
 // there are some (in memory or on disk), otherwise by a GET of exactly the
 // missing bytes, straight into dest.
-func (r *Reader) randomRead(ctx context.Context, dest []byte, off int64) ([]byte, func(), error) {
+func (r *Reader) randomRead(ctx context.Context, tr *readTrace, dest []byte, off int64) ([]byte, func(), error) {
 	end := off + int64(len(dest))
 	if idx := off / r.bs; idx == (end-1)/r.bs {
 		blk, ok := r.cached(idx)
 		if !ok {
-			blk, ok = r.fromDisk(ctx, idx)
+			blk, ok = r.fromDisk(ctx, tr, idx)
 		}
 		if ok {
 			bstart := idx * r.bs
@@ -515,7 +543,7 @@ func (r *Reader) randomRead(ctx context.Context, dest []byte, off int64) ([]byte
 		segEnd := min(end, bstart+r.bs)
 		blk, ok := r.cached(idx)
 		if !ok {
-			blk, ok = r.fromDisk(ctx, idx)
+			blk, ok = r.fromDisk(ctx, tr, idx)
 		}
 		if ok {
 			copy(dest[pos-off:segEnd-off], blk.Bytes()[pos-bstart:segEnd-bstart])
@@ -528,7 +556,9 @@ func (r *Reader) randomRead(ctx context.Context, dest []byte, off int64) ([]byte
 		for segEnd < end && !r.m.cache.Contains(r.key(segEnd/r.bs)) && !r.onDisk(segEnd/r.bs) {
 			segEnd = min(end, segEnd+r.bs)
 		}
+		t0 := time.Now()
 		n, err := r.m.get(ctx, r.v, pos, dest[pos-off:segEnd-off])
+		tr.note(wait{what: "exact GET", idx: idx, size: int(segEnd - pos), took: time.Since(t0)})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -548,11 +578,11 @@ func (r *Reader) onDisk(idx int64) bool {
 // fromDisk loads block idx from the disk tier into the block cache and
 // returns a reference to it; false when the disk tier does not have it or
 // it could not be loaded now.
-func (r *Reader) fromDisk(ctx context.Context, idx int64) (*cache.Block, bool) {
+func (r *Reader) fromDisk(ctx context.Context, tr *readTrace, idx int64) (*cache.Block, bool) {
 	if !r.onDisk(idx) {
 		return nil, false
 	}
-	_, blk, err := r.blockData(ctx, idx, int(r.blockLen(idx)), false)
+	_, blk, err := r.blockData(ctx, tr, idx, int(r.blockLen(idx)), false)
 	if err != nil {
 		return nil, false
 	}

@@ -389,6 +389,8 @@ func newReadPath(st store.Store, o *mountOptions, log *logrus.Entry) (*readPath,
 		MaxGets:      o.MaxGets,
 		MaxRetries:   o.MaxRetries,
 		StallTimeout: o.RequestTimeout,
+		SlowRead:     o.SlowRead,
+		Log:          log.WithField("component", "read"),
 		Disk:         rp.disk,
 	})
 	// Blocks are the daemon's memory: ask the garbage collector to keep
@@ -443,6 +445,7 @@ func (r *readPath) stats() map[string]int64 {
 		"random_block_hits":      p.BlockCacheServed.Load(),
 		"open_readers":           p.OpenReaders.Load(),
 		"get_resumes":            p.Resumes.Load(),
+		"slow_reads":             p.SlowReads.Load(),
 		"goroutines":             int64(runtime.NumGoroutine()),
 		"disk_cache":             0,
 	}

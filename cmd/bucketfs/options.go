@@ -49,6 +49,7 @@ type mountOptions struct {
 	// Faults
 	MaxRetries     int
 	RequestTimeout time.Duration
+	SlowRead       time.Duration // log reads that take this long (0: never)
 
 	// Archive tier
 	AutoRestoreDays int32         // > 0: opening an archived object restores it
@@ -97,6 +98,7 @@ func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.StringVar(&o.cacheMinFreeStr, "cache-min-free", "5%", "free space the --cache-dir cache leaves on its filesystem: a size (20GiB) or a percentage (5%)")
 	fl.IntVar(&o.MaxRetries, "max-retries", 5, "times a failed request (5xx, throttling, connection error, timeout) is retried, with capped exponential backoff and jitter")
 	fl.DurationVar(&o.RequestTimeout, "request-timeout", 10*time.Second, "how long a request may wait for the store's answer, or a download for its next bytes, before it is retried or resumed")
+	fl.DurationVar(&o.SlowRead, "log-slow-reads", time.Second, "log each read that takes this long, with what it waited for (0: never)")
 	fl.Int32Var(&o.AutoRestoreDays, "auto-restore", 0, "opening an archived object starts a restore for this many days (--auto-restore alone: 1 day) and fails with EAGAIN until it completes")
 	fl.Lookup("auto-restore").NoOptDefVal = "1"
 	fl.DurationVar(&o.RestoreCheck, "restore-check-interval", time.Minute, "first interval between checks of a running restore (it doubles up to 16x)")
@@ -188,6 +190,9 @@ func (o *mountOptions) finish(args []string) error {
 	}
 	if o.RequestTimeout < 100*time.Millisecond {
 		return fmt.Errorf("--request-timeout must be at least 100ms")
+	}
+	if o.SlowRead < 0 {
+		return fmt.Errorf("--log-slow-reads must not be negative")
 	}
 	if o.StartupTimeout <= 0 {
 		return fmt.Errorf("--startup-timeout must be positive")
