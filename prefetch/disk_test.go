@@ -195,3 +195,80 @@ func TestWarmWithoutDisk(t *testing.T) {
 		t.Fatalf("warm without a disk tier: %v", err)
 	}
 }
+
+// TestRandomReadsFillDiskTier: with a disk tier, the first random read of
+// a block fetches just its bytes and the second fetches the whole block,
+// which then serves the rest of the block and, after a restart, every
+// record in it without a GET. Without a disk tier random reads stay exact.
+func TestRandomReadsFillDiskTier(t *testing.T) {
+	const rec = 64 << 10
+	dir := t.TempDir()
+	fx, d := diskFixture(t, 4*mib, dir)
+	r := fx.m.NewReader(fx.v)
+	calls := func() int64 { return fx.st.Calls("GetObject") }
+	fx.read(t, r, 2*mib+5*rec, rec) // block 2, first miss: exact
+	fetched := fx.m.Stats.BytesFetched.Load()
+	if fetched != rec {
+		t.Errorf("first miss fetched %d bytes, want %d", fetched, rec)
+	}
+	fx.read(t, r, 2*mib+1*rec, rec) // block 2 again: whole block
+	if got := fx.m.Stats.BytesFetched.Load() - fetched; got != bs {
+		t.Errorf("second miss fetched %d bytes, want the block's %d", got, bs)
+	}
+	if fx.m.Stats.Promoted.Load() != 1 {
+		t.Errorf("Promoted = %d, want 1", fx.m.Stats.Promoted.Load())
+	}
+	before := calls()
+	fx.read(t, r, 2*mib+9*rec, 3*rec) // the rest of block 2 is local
+	fx.read(t, r, 3*mib-rec-7, 2*rec) // across blocks 2 and 3: 3 is a first miss, exact
+	if got := calls() - before; got != 1 {
+		t.Errorf("%d GETs for the rest of block 2 and a first miss of block 3, want 1", got)
+	}
+	r.Close()
+	fx.settle(t)
+	d.Close() // writes what is queued
+
+	d = fx.restart(t, dir)
+	defer d.Close()
+	r = fx.m.NewReader(fx.v)
+	defer r.Close()
+	before = calls()
+	for off := int64(2 * mib); off < 3*mib; off += 4 * rec {
+		fx.read(t, r, off+100, rec)
+	}
+	if got := calls() - before; got != 0 {
+		t.Errorf("%d GETs for records of block 2 after a restart, want 0", got)
+	}
+
+	// Without a disk tier: exact every time.
+	mem := newFixture(t, 4*mib, 0, 32*mib)
+	mr := mem.m.NewReader(mem.v)
+	defer mr.Close()
+	for range 3 {
+		mem.read(t, mr, 2*mib+5*rec, rec)
+	}
+	if got := mem.m.Stats.BytesFetched.Load(); got > 3*rec {
+		t.Errorf("without a disk tier, three misses of one record fetched %d bytes, want at most %d", got, 3*rec)
+	}
+}
+
+// TestMissSetForgetsOldest: the set of missed blocks is bounded and drops
+// the oldest first.
+func TestMissSetForgetsOldest(t *testing.T) {
+	s := newMissSet(3)
+	k := func(i int64) cache.Key { return cache.Key{Bucket: "b", Object: "o", ETag: "e", Index: i} }
+	for i := range int64(4) {
+		if s.missed(k(i)) {
+			t.Fatalf("block %d: missed before on its first miss", i)
+		}
+	}
+	if s.missed(k(0)) {
+		t.Error("block 0 still remembered after 3 newer misses in a set of 3")
+	}
+	if !s.missed(k(3)) {
+		t.Error("block 3 forgotten")
+	}
+	if len(s.seen) != 3 {
+		t.Errorf("set holds %d keys, want 3", len(s.seen))
+	}
+}

@@ -90,6 +90,7 @@ type Stats struct {
 	WarmedBytes      atomic.Int64 // bytes written to the disk tier by Warm
 	Resumes          atomic.Int64 // GET bodies resumed after a stall or a cut
 	SlowReads        atomic.Int64 // reads that took Config.SlowRead or longer
+	Promoted         atomic.Int64 // blocks random reads fetched whole for the disk tier
 }
 
 // Manager owns what all Readers of a mount share.
@@ -103,6 +104,7 @@ type Manager struct {
 	cfg     Config
 	reserve int64         // budget bytes read-ahead leaves to waiting readers
 	slots   chan struct{} // read-ahead GET slots
+	misses  *missSet      // blocks random reads missed; nil without a disk tier
 
 	// Mutable state
 	splitBytes atomic.Int64 // Config.SplitBytes, as set now
@@ -124,6 +126,9 @@ func NewManager(st store.Store, c *cache.Cache, b *cache.Budget, cfg Config) *Ma
 		slots:   make(chan struct{}, cfg.MaxGets),
 	}
 	m.splitBytes.Store(cfg.SplitBytes)
+	if cfg.Disk != nil {
+		m.misses = newMissSet(missedBlocks)
+	}
 	return m
 }
 

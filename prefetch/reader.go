@@ -522,38 +522,28 @@ func (r *Reader) dropStreamLocked() {
 }
 
 // randomRead serves a read outside the stream: from cached blocks where
-// there are some (in memory or on disk), otherwise by a GET of exactly the
-// missing bytes, straight into dest.
+// there are some (in memory or on disk), from whole blocks fetched for the
+// disk tier (see promote), otherwise by a GET of exactly the missing bytes,
+// straight into dest.
 func (r *Reader) randomRead(ctx context.Context, tr *readTrace, dest []byte, off int64) ([]byte, func(), error) {
 	end := off + int64(len(dest))
-	if idx := off / r.bs; idx == (end-1)/r.bs {
-		blk, ok := r.cached(idx)
-		if !ok {
-			blk, ok = r.fromDisk(ctx, tr, idx)
-		}
-		if ok {
-			bstart := idx * r.bs
-			r.m.Stats.BlockCacheServed.Add(1)
-			return blk.Bytes()[off-bstart : end-bstart], blk.Release, nil
-		}
-	}
 	for pos := off; pos < end; {
 		idx := pos / r.bs
 		bstart := idx * r.bs
 		segEnd := min(end, bstart+r.bs)
-		blk, ok := r.cached(idx)
-		if !ok {
-			blk, ok = r.fromDisk(ctx, tr, idx)
-		}
-		if ok {
+		if blk, ok := r.local(ctx, tr, idx); ok {
+			r.m.Stats.BlockCacheServed.Add(1)
+			if pos == off && segEnd == end {
+				// The whole read lies in this block: no copy.
+				return blk.Bytes()[off-bstart : end-bstart], blk.Release, nil
+			}
 			copy(dest[pos-off:segEnd-off], blk.Bytes()[pos-bstart:segEnd-bstart])
 			blk.Release()
-			r.m.Stats.BlockCacheServed.Add(1)
 			pos = segEnd
 			continue
 		}
 		// Extend the GET over following blocks that are not cached either.
-		for segEnd < end && !r.m.cache.Contains(r.key(segEnd/r.bs)) && !r.onDisk(segEnd/r.bs) {
+		for segEnd < end && !r.m.cache.Contains(r.key(segEnd/r.bs)) && !r.onDisk(segEnd/r.bs) && !r.promote(segEnd/r.bs) {
 			segEnd = min(end, segEnd+r.bs)
 		}
 		t0 := time.Now()

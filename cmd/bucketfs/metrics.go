@@ -116,6 +116,7 @@ func registerCounters(reg prometheus.Registerer, rp *readPath, s3 *store.S3, arc
 	mem, disk := prometheus.Labels{"tier": "memory"}, prometheus.Labels{"tier": "disk"}
 	counter("bucketfs_s3_retries_total", "Requests the SDK sent again after a failure.", s3.Retries.Load, nil)
 	gauge("bucketfs_s3_connections", "Connections to the object store open now, idle or busy.", s3.Conns.Load, nil)
+	counter("bucketfs_random_promoted_blocks_total", "Blocks fetched whole after random reads missed them twice, to fill the disk cache.", p.Promoted.Load, nil)
 	counter("bucketfs_slow_reads_total", "Reads that took --log-slow-reads or longer.", p.SlowReads.Load, nil)
 	counter("bucketfs_get_resumes_total", "GET bodies resumed from where they stopped after a stall or a cut.", p.Resumes.Load, nil)
 	counter("bucketfs_bytes_fetched_total", "Object bytes received from the object store.", p.BytesFetched.Load, nil)

@@ -446,6 +446,7 @@ func (r *readPath) stats() map[string]int64 {
 		"open_readers":           p.OpenReaders.Load(),
 		"get_resumes":            p.Resumes.Load(),
 		"slow_reads":             p.SlowReads.Load(),
+		"random_promoted":        p.Promoted.Load(),
 		"goroutines":             int64(runtime.NumGoroutine()),
 		"disk_cache":             0,
 	}
