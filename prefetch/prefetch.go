@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +92,7 @@ type Stats struct {
 	Resumes          atomic.Int64 // GET bodies resumed after a stall or a cut
 	SlowReads        atomic.Int64 // reads that took Config.SlowRead or longer
 	Promoted         atomic.Int64 // blocks random reads fetched whole for the disk tier
+	StreamsReclaimed atomic.Int64 // idle streams dropped to free budget for other reads
 }
 
 // Manager owns what all Readers of a mount share.
@@ -105,6 +107,9 @@ type Manager struct {
 	reserve int64         // budget bytes read-ahead leaves to waiting readers
 	slots   chan struct{} // read-ahead GET slots
 	misses  *missSet      // blocks random reads missed; nil without a disk tier
+
+	readersMu sync.Mutex
+	readers   map[*Reader]struct{} // open readers, for reclaim
 
 	// Mutable state
 	splitBytes atomic.Int64 // Config.SplitBytes, as set now
@@ -126,6 +131,7 @@ func NewManager(st store.Store, c *cache.Cache, b *cache.Budget, cfg Config) *Ma
 		slots:   make(chan struct{}, cfg.MaxGets),
 	}
 	m.splitBytes.Store(cfg.SplitBytes)
+	m.readers = map[*Reader]struct{}{}
 	if cfg.Disk != nil {
 		m.misses = newMissSet(missedBlocks)
 	}
@@ -153,10 +159,61 @@ func (m *Manager) Budget() *cache.Budget { return m.budget }
 func (m *Manager) NewReader(v store.Version) *Reader {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.Stats.OpenReaders.Add(1)
-	return &Reader{
+	r := &Reader{
 		m: m, v: v, bs: m.cfg.BlockSize,
 		ctx: ctx, cancel: cancel,
 	}
+	m.readersMu.Lock()
+	m.readers[r] = struct{}{}
+	m.readersMu.Unlock()
+	return r
+}
+
+// idleStream is how recently a stream must have been read to be safe from
+// reclaim: a reader streaming at speed reads every few milliseconds.
+var idleStream = 50 * time.Millisecond // a variable for tests
+
+// reclaim makes room in the budget for a read of need bytes that found it
+// full, by dropping other readers' streams, the least recently read first,
+// among those not read for idleStream. Their landed blocks go back to the
+// budget at once (and stay in the cache); blocks in flight once they land.
+// Open files that stopped streaming would otherwise keep the budget from
+// readers that need it: a record loader with many files open, where two
+// records that happened to be adjacent looked like a stream, or a paused
+// player. It reports whether it dropped any stream.
+func (m *Manager) reclaim(except *Reader, need int64) bool {
+	type cand struct {
+		r    *Reader
+		last time.Time
+	}
+	var cs []cand
+	m.readersMu.Lock()
+	for r := range m.readers {
+		if r == except {
+			continue
+		}
+		r.mu.Lock()
+		if s := r.s; s != nil && len(s.held) > 0 && time.Since(s.last) >= idleStream {
+			cs = append(cs, cand{r, s.last})
+		}
+		r.mu.Unlock()
+	}
+	m.readersMu.Unlock()
+	slices.SortFunc(cs, func(a, b cand) int { return a.last.Compare(b.last) })
+	dropped := 0
+	for _, c := range cs {
+		if m.budget.Capacity()-m.budget.Used() >= need {
+			break
+		}
+		c.r.mu.Lock()
+		if s := c.r.s; s != nil && s.last.Equal(c.last) {
+			c.r.dropStreamLocked()
+			dropped++
+		}
+		c.r.mu.Unlock()
+	}
+	m.Stats.StreamsReclaimed.Add(int64(dropped))
+	return dropped > 0
 }
 
 // fill fills flights of consecutive blocks and finishes them: from the

@@ -446,3 +446,39 @@ func TestFailedReadAheadIsRetried(t *testing.T) {
 	}
 	fx.read(t, r, 1*mib, 64<<10)
 }
+
+// TestReclaimIdleStreams: when the budget is full, a read takes back the
+// blocks of another file's stream that has not been read lately (a loader's
+// file after two adjacent records, a paused player) instead of falling
+// back to exact GETs; a stream read just now keeps its blocks.
+func TestReclaimIdleStreams(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		idle      time.Duration
+		reclaimed int64
+		fallbacks int64
+	}{
+		{"idle stream", 0, 1, 0},
+		{"busy stream", time.Hour, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(d time.Duration) { idleStream = d }(idleStream)
+			idleStream = tc.idle
+			fx := newFixture(t, 4*mib, 0, bs) // room for one block
+			a := fx.m.NewReader(fx.v)
+			defer a.Close()
+			fx.read(t, a, 0, 64<<10) // a's stream holds block 0
+			fx.settle(t)
+			b := fx.m.NewReader(fx.v)
+			defer b.Close()
+			fx.read(t, b, 2*mib, 256<<10)         // b's first read: exact
+			fx.read(t, b, 2*mib+256<<10, 256<<10) // b's stream needs block 2
+			if got := fx.m.Stats.StreamsReclaimed.Load(); got != tc.reclaimed {
+				t.Errorf("StreamsReclaimed = %d, want %d", got, tc.reclaimed)
+			}
+			if got := fx.m.Stats.BudgetFallbacks.Load(); got != tc.fallbacks {
+				t.Errorf("BudgetFallbacks = %d, want %d", got, tc.fallbacks)
+			}
+		})
+	}
+}

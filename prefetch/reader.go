@@ -60,6 +60,7 @@ type Reader struct {
 type stream struct {
 	start   int64     // where the stream began
 	began   time.Time // when
+	last    time.Time // when it was last read
 	next    int64     // offset just past the furthest byte read
 	window  int64     // bytes to keep fetched ahead of next
 	grownAt int64     // block index where the window last grew
@@ -164,6 +165,7 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 func (r *Reader) classifyLocked(off, end int64) bool {
 	if s := r.s; s != nil && off >= s.next-backSlack && off <= s.next+max(s.window, r.bs) {
 		s.next = max(s.next, end)
+		s.last = time.Now()
 		if idx := (s.next - 1) / r.bs; idx > s.grownAt {
 			s.grownAt = idx
 			s.window = min(s.window*2, r.windowCap(s))
@@ -191,7 +193,8 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 // next, with a window of one block.
 func (r *Reader) newStream(start, next int64) *stream {
 	r.m.Stats.StreamsStarted.Add(1)
-	return &stream{start: start, began: time.Now(), next: next, window: r.bs, grownAt: max(next-1, 0) / r.bs, held: map[int64]*heldBlock{}}
+	now := time.Now()
+	return &stream{start: start, began: now, last: now, next: next, window: r.bs, grownAt: max(next-1, 0) / r.bs, held: map[int64]*heldBlock{}}
 }
 
 // windowCap bounds a stream's window by its reader's rate: leadTime of
@@ -314,7 +317,7 @@ func (r *Reader) demand(ctx context.Context, idx int64, seq bool) (f *cache.Flig
 	r.mu.Unlock()
 
 	n := r.blockLen(idx)
-	if !r.m.budget.TryAcquire(n, 0) {
+	if !r.m.budget.TryAcquire(n, 0) && (!r.m.reclaim(r, n) || !r.m.budget.TryAcquire(n, 0)) {
 		return nil, nil, "", errNoBudget
 	}
 	f, blk, created := r.m.cache.Join(r.key(idx), int(n))
@@ -607,5 +610,8 @@ func (r *Reader) Close() {
 	r.dropStreamLocked()
 	r.mu.Unlock()
 	r.cancel()
+	r.m.readersMu.Lock()
+	delete(r.m.readers, r)
+	r.m.readersMu.Unlock()
 	r.m.Stats.OpenReaders.Add(-1)
 }

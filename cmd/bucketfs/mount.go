@@ -441,6 +441,7 @@ func (r *readPath) stats() map[string]int64 {
 		"readahead_used_blocks":  p.ReadaheadUsed.Load(),
 		"readahead_wasted_bytes": p.ReadaheadWasted.Load(),
 		"streams_started":        p.StreamsStarted.Load(),
+		"streams_reclaimed":      p.StreamsReclaimed.Load(),
 		"random_reads":           p.RandomReads.Load(),
 		"random_block_hits":      p.BlockCacheServed.Load(),
 		"open_readers":           p.OpenReaders.Load(),
