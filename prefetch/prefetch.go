@@ -49,8 +49,8 @@ type Config struct {
 	// MaxGets bounds read-ahead GETs in flight for the whole mount.
 	MaxGets int
 	// SplitBytes is the largest read the kernel may deliver as several
-	// contiguous requests: two contiguous reads covering no more than this
-	// are not taken for a sequential reader. Twice the kernel's request
+	// contiguous requests: contiguous reads covering no more than this (nor
+	// than 256 KiB) are not taken for a sequential reader. Twice the kernel's request
 	// size when it is small (128 KiB read-ahead); 0 when the kernel sends
 	// whole reads.
 	SplitBytes int64

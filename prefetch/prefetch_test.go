@@ -383,10 +383,17 @@ func TestResumeAfterSeekBecomesStream(t *testing.T) {
 	whole := NewManager(fx.st, fx.c, cache.NewBudget(32*mib), Config{BlockSize: bs, MaxReadahead: 8 * mib})
 	w := whole.NewReader(fx.v)
 	defer w.Close()
-	fx.read(t, w, 30*mib, 64<<10)
-	fx.read(t, w, 30*mib+64<<10, 64<<10)
+	// Small contiguous reads become a stream once they cover more than
+	// runStart (256 KiB): two adjacent records are not a stream.
+	for i := range 4 {
+		fx.read(t, w, 30*mib+int64(i)*64<<10, 64<<10)
+	}
+	if n := whole.Stats.StreamsStarted.Load(); n != 0 {
+		t.Errorf("with SplitBytes 0, four contiguous 64 KiB reads (256 KiB) started %d streams", n)
+	}
+	fx.read(t, w, 30*mib+4*64<<10, 64<<10)
 	if whole.Stats.StreamsStarted.Load() != 1 {
-		t.Errorf("with SplitBytes 0, two contiguous 64 KiB reads did not start a stream")
+		t.Errorf("with SplitBytes 0, five contiguous 64 KiB reads did not start a stream")
 	}
 
 	r := fx.m.NewReader(fx.v)

@@ -180,7 +180,7 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 	} else {
 		r.runStart, r.runEnd, r.runReads = off, end, 1
 	}
-	if (off == 0 && r.s == nil) || (r.runReads >= 2 && r.runEnd-r.runStart > r.m.splitBytes.Load()) {
+	if (off == 0 && r.s == nil) || (r.runReads >= 2 && r.runEnd-r.runStart > max(r.m.splitBytes.Load(), runStart)) {
 		r.dropStreamLocked()
 		r.s = r.newStream(r.runStart, end)
 		r.runStart, r.runEnd, r.runReads = 0, 0, 0
