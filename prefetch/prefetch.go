@@ -49,10 +49,10 @@ type Config struct {
 	// MaxGets bounds read-ahead GETs in flight for the whole mount.
 	MaxGets int
 	// SplitBytes is the largest read the kernel may deliver as several
-	// contiguous requests: contiguous reads covering no more than this (nor
-	// than 256 KiB) are not taken for a sequential reader. Twice the kernel's request
-	// size when it is small (128 KiB read-ahead); 0 when the kernel sends
-	// whole reads.
+	// contiguous requests: contiguous reads covering no more than this
+	// (nor than 256 KiB) are not taken for a sequential reader. Twice the
+	// kernel's request size when it is small (128 KiB read-ahead); 0 when
+	// the kernel sends whole reads.
 	SplitBytes int64
 	// MaxRetries is how many times in a row a GET body that stalls or
 	// breaks off is resumed without receiving a byte before the read
@@ -108,11 +108,10 @@ type Manager struct {
 	slots   chan struct{} // read-ahead GET slots
 	misses  *missSet      // blocks random reads missed; nil without a disk tier
 
-	readersMu sync.Mutex
-	readers   map[*Reader]struct{} // open readers, for reclaim
-
 	// Mutable state
-	splitBytes atomic.Int64 // Config.SplitBytes, as set now
+	splitBytes atomic.Int64         // Config.SplitBytes, as set now
+	readersMu  sync.Mutex           // protects readers
+	readers    map[*Reader]struct{} // open readers, for reclaim
 
 	Stats Stats
 }
@@ -129,9 +128,9 @@ func NewManager(st store.Store, c *cache.Cache, b *cache.Budget, cfg Config) *Ma
 		st: st, cache: c, budget: b, cfg: cfg,
 		reserve: max(b.Capacity()/4, 2*cfg.BlockSize),
 		slots:   make(chan struct{}, cfg.MaxGets),
+		readers: map[*Reader]struct{}{},
 	}
 	m.splitBytes.Store(cfg.SplitBytes)
-	m.readers = map[*Reader]struct{}{}
 	if cfg.Disk != nil {
 		m.misses = newMissSet(missedBlocks)
 	}

@@ -60,16 +60,19 @@ func (r *Reader) promote(idx int64) bool {
 // random reads missed it before, fetched whole from the store; false when
 // the read should fetch just its bytes.
 func (r *Reader) local(ctx context.Context, tr *readTrace, idx int64) (*cache.Block, bool) {
-	if blk, ok := r.cached(idx); ok {
-		return blk, true
+	blk, ok := r.cached(idx)
+	if !ok {
+		blk, ok = r.fromDisk(ctx, tr, idx)
 	}
-	if blk, ok := r.fromDisk(ctx, tr, idx); ok {
+	if ok {
+		r.m.Stats.BlockCacheServed.Add(1)
 		return blk, true
 	}
 	if !r.promote(idx) {
 		return nil, false
 	}
-	_, blk, err := r.blockData(ctx, tr, idx, int(r.blockLen(idx)), false)
+	var err error
+	_, blk, err = r.blockData(ctx, tr, idx, int(r.blockLen(idx)), false)
 	if err != nil {
 		return nil, false // no budget, or the GET failed: an exact GET next
 	}

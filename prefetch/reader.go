@@ -300,10 +300,11 @@ func (r *Reader) forget(idx int64, f *cache.Flight) {
 }
 
 // demand returns the flight of block idx and a reference to its block,
-// holding the block in the stream when seq is set. It fails with
-// errNoBudget rather than wait for budget: the budget is held by streams
+// holding the block in the stream when seq is set, and how says where the
+// flight came from (for the slow-read log). When the budget is full it
+// takes back idle streams' blocks (Manager.reclaim), and failing that
+// fails with errNoBudget rather than wait: the budget is held by streams
 // whose readers may themselves be waiting.
-// how says where the flight came from, for the slow-read log.
 func (r *Reader) demand(ctx context.Context, idx int64, seq bool) (f *cache.Flight, blk *cache.Block, how string, err error) {
 	r.mu.Lock()
 	if seq && r.s != nil {
@@ -535,7 +536,6 @@ func (r *Reader) randomRead(ctx context.Context, tr *readTrace, dest []byte, off
 		bstart := idx * r.bs
 		segEnd := min(end, bstart+r.bs)
 		if blk, ok := r.local(ctx, tr, idx); ok {
-			r.m.Stats.BlockCacheServed.Add(1)
 			if pos == off && segEnd == end {
 				// The whole read lies in this block: no copy.
 				return blk.Bytes()[off-bstart : end-bstart], blk.Release, nil

@@ -119,9 +119,9 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
+	st := &S3{}
 	// A BuildableClient keeps the SDK's handling of AWS_CA_BUNDLE, which a
 	// plain *http.Client passed to the SDK would silently drop.
-	st := &S3{}
 	httpClient := awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) {
 			d.Timeout = cfg.DialTimeout
