@@ -2,6 +2,7 @@ package prefetch
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/bucketfs/bucketfs/cache"
@@ -58,24 +59,27 @@ func (r *Reader) promote(idx int64) bool {
 
 // local returns a reference to block idx from memory or disk, or, when
 // random reads missed it before, fetched whole from the store; false when
-// the read should fetch just its bytes.
-func (r *Reader) local(ctx context.Context, tr *readTrace, idx int64) (*cache.Block, bool) {
+// the read should fetch just its bytes. A failed whole-block GET is the
+// read's error: it was retried already.
+func (r *Reader) local(ctx context.Context, tr *readTrace, idx int64) (*cache.Block, bool, error) {
 	blk, ok := r.cached(idx)
 	if !ok {
 		blk, ok = r.fromDisk(ctx, tr, idx)
 	}
 	if ok {
 		r.m.Stats.BlockCacheServed.Add(1)
-		return blk, true
+		return blk, true, nil
 	}
 	if !r.promote(idx) {
-		return nil, false
+		return nil, false, nil
 	}
-	var err error
-	_, blk, err = r.blockData(ctx, tr, idx, int(r.blockLen(idx)), false)
-	if err != nil {
-		return nil, false // no budget, or the GET failed: an exact GET next
+	_, blk, err := r.blockData(ctx, tr, idx, int(r.blockLen(idx)), false)
+	switch {
+	case errors.Is(err, errNoBudget):
+		return nil, false, nil // an exact GET needs no budget
+	case err != nil:
+		return nil, false, err
 	}
 	r.m.Stats.Promoted.Add(1)
-	return blk, true
+	return blk, true, nil
 }

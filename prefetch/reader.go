@@ -535,7 +535,11 @@ func (r *Reader) randomRead(ctx context.Context, tr *readTrace, dest []byte, off
 		idx := pos / r.bs
 		bstart := idx * r.bs
 		segEnd := min(end, bstart+r.bs)
-		if blk, ok := r.local(ctx, tr, idx); ok {
+		blk, ok, err := r.local(ctx, tr, idx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
 			if pos == off && segEnd == end {
 				// The whole read lies in this block: no copy.
 				return blk.Bytes()[off-bstart : end-bstart], blk.Release, nil
