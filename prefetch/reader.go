@@ -110,8 +110,10 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 	start := time.Now()
 	end := min(off+int64(len(dest)), r.v.Size)
 	dest = dest[:end-off]
+	var tr readTrace
 
 	r.mu.Lock()
+	tr.locked = time.Since(start)
 	if r.closed {
 		r.mu.Unlock()
 		return nil, nil, errClosed
@@ -134,7 +136,6 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 		data    []byte
 		release func()
 		err     error
-		tr      readTrace
 	)
 	switch {
 	case seq:
@@ -251,8 +252,10 @@ func (r *Reader) blockRead(ctx context.Context, tr *readTrace, dest []byte, off 
 		}
 	}
 	if seq {
+		t0 := time.Now()
 		r.readAhead()
 		r.releaseBehind()
+		tr.ahead = time.Since(t0)
 	}
 	return out, release, nil
 }

@@ -12,10 +12,12 @@ import (
 // why it was slow: a playback stall is otherwise hard to pin on the store,
 // the read-ahead or the machine.
 type readTrace struct {
-	class string // "stream", "random" or "tail"
-	waits [4]wait
-	n     int // waits noted (at most len(waits))
-	more  int // waits past len(waits)
+	class  string        // "stream", "random" or "tail"
+	locked time.Duration // waiting for the file's lock
+	ahead  time.Duration // topping up the read-ahead window after the read
+	waits  [4]wait
+	n      int // waits noted (at most len(waits))
+	more   int // waits past len(waits)
 }
 
 // wait is one block or GET a read waited for.
@@ -58,8 +60,10 @@ func (t *readTrace) String() string {
 		fmt.Fprintf(&b, "; %d more", t.more)
 	}
 	if t.n == 0 {
-		b.WriteString("no wait on the store or the cache (time spent in bucketfs or the machine)")
+		b.WriteString("no wait for the store or the disk")
 	}
+	// Time inside bucketfs that was not a wait for data.
+	fmt.Fprintf(&b, "; the file's lock %v, read-ahead %v", t.locked.Round(time.Millisecond), t.ahead.Round(time.Millisecond))
 	return b.String()
 }
 
