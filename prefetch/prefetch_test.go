@@ -489,3 +489,30 @@ func TestReclaimIdleStreams(t *testing.T) {
 		})
 	}
 }
+
+// TestCrossBlockReadFetchesInParallel: a read that crosses into the next
+// block just after a stream began (a kernel read-ahead request after a
+// seek) has both blocks' GETs under way at once, not one after the other.
+func TestCrossBlockReadFetchesInParallel(t *testing.T) {
+	const latency = time.Second
+	fx := newFixture(t, 16*mib, latency, 32*mib)
+	fx.m.SetSplitBytes(0)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	base := int64(6*mib - 200<<10)
+	fx.read(t, r, base, 64<<10) // after a seek: exact
+	before := fx.st.Calls("GetObject")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fx.read(t, r, base+64<<10, 256<<10) // a stream; ends in block 6
+	}()
+	deadline := time.Now().Add(latency / 2)
+	for fx.st.Calls("GetObject")-before < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := fx.st.Calls("GetObject") - before; got < 2 {
+		t.Errorf("%d GETs under way half a round trip into the read, want blocks 5 and 6 both", got)
+	}
+	<-done
+}
