@@ -5,7 +5,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -527,19 +526,6 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
-}
-
-func readStats(t *testing.T, dir string) map[string]int64 {
-	buf := make([]byte, 4096)
-	n, err := unix.Getxattr(dir, "user.bucketfs.stats", buf)
-	if err != nil {
-		t.Fatalf("stats xattr: %v", err)
-	}
-	out := map[string]int64{}
-	if err := json.Unmarshal(buf[:n], &out); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // blockSizeSweep reads 512 MiB cold with each block size.

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/bucketfs/bucketfs/integration/harness"
 	"github.com/bucketfs/bucketfs/integration/proxy"
+	"golang.org/x/sys/unix"
 )
 
 // freeAddr returns a free 127.0.0.1 port.
@@ -53,6 +55,22 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 			t.Fatalf("metrics line %q: %v", line, err)
 		}
 		out[line[:i]] = v
+	}
+	return out
+}
+
+// readStats returns the daemon's counters from the user.bucketfs.stats
+// xattr on the mount root dir.
+func readStats(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	buf := make([]byte, 16<<10)
+	n, err := unix.Getxattr(dir, "user.bucketfs.stats", buf)
+	if err != nil {
+		t.Fatalf("stats xattr: %v", err)
+	}
+	out := map[string]int64{}
+	if err := json.Unmarshal(buf[:n], &out); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -97,6 +115,9 @@ func TestMetrics(t *testing.T) {
 		`bucketfs_readahead_wasted_bytes_total`:                                 func(v float64) bool { return v >= 0 },
 		`bucketfs_open_files`:                                                   func(v float64) bool { return v == 1 },
 		`bucketfs_archived_hits_total`:                                          func(v float64) bool { return v >= 1 },
+		`bucketfs_s3_connections`:                                               func(v float64) bool { return v >= 1 && v <= 64 },
+		`bucketfs_slow_reads_total`:                                             func(v float64) bool { return v >= 0 },
+		`bucketfs_random_promoted_blocks_total`:                                 func(v float64) bool { return v >= 0 },
 		`go_goroutines`:                                                         func(v float64) bool { return v > 0 },
 		`process_resident_memory_bytes`:                                         func(v float64) bool { return v > 0 },
 	} {

@@ -6,7 +6,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/bucketfs/bucketfs/integration/harness"
 	"github.com/bucketfs/bucketfs/integration/proxy"
@@ -139,5 +141,35 @@ func TestCachedBlocksCostNoGET(t *testing.T) {
 	}
 	if after := px.Stats(); after.Gets != before.Gets {
 		t.Errorf("re-read of cached blocks made %d GETs", after.Gets-before.Gets)
+	}
+}
+
+// TestSlowReadsLogged: with --log-slow-reads, a read slower than the limit
+// (here every cold read: the store answers after 80 ms) is logged with
+// the file, the offset and what it waited for; the stats count it.
+func TestSlowReadsLogged(t *testing.T) {
+	data := randomBytes(23, 3<<20)
+	b := newBucket(t, map[string][]byte{"set.mp3": data})
+	m, px := proxiedMount(t, b, "--log-slow-reads", "40ms", "--log-level", "info")
+	px.SetLatency(80 * time.Millisecond)
+	p := filepath.Join(m.Dir, "set.mp3")
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read: %v", err)
+	}
+	waitFor(t, 2*time.Second, "a slow read in the log", func() bool { return strings.Contains(m.Log(), `msg="slow read"`) })
+	var line string
+	for _, l := range strings.Split(m.Log(), "\n") {
+		if strings.Contains(l, `msg="slow read"`) {
+			line = l
+			break
+		}
+	}
+	for _, want := range []string{"key=set.mp3", "offset=0", "class=stream", "block 0 (fetched for this read", "the file's lock"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("slow-read line lacks %q:\n%s", want, line)
+		}
+	}
+	if n := readStats(t, m.Dir)["slow_reads"]; n < 1 {
+		t.Errorf("stats count %d slow reads", n)
 	}
 }
