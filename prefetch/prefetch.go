@@ -174,7 +174,8 @@ var idleStream = 50 * time.Millisecond // a variable for tests
 
 // reclaim makes room in the budget for a read of need bytes that found it
 // full, by dropping other readers' streams, the least recently read first,
-// among those not read for idleStream. Their landed blocks go back to the
+// among those with no read under way and none for idleStream (a reader
+// waiting for a slow store is not idle). Their landed blocks go back to the
 // budget at once (and stay in the cache); blocks in flight once they land.
 // Open files that stopped streaming would otherwise keep the budget from
 // readers that need it: a record loader with many files open, where two
@@ -188,7 +189,7 @@ func (m *Manager) reclaim(except *Reader, need int64) bool {
 	var cs []cand
 	m.readersMu.Lock()
 	for r := range m.readers {
-		if r == except {
+		if r == except || r.active.Load() > 0 {
 			continue
 		}
 		r.mu.Lock()
@@ -205,7 +206,7 @@ func (m *Manager) reclaim(except *Reader, need int64) bool {
 			break
 		}
 		c.r.mu.Lock()
-		if s := c.r.s; s != nil && s.last.Equal(c.last) {
+		if s := c.r.s; s != nil && s.last.Equal(c.last) && c.r.active.Load() == 0 {
 			c.r.dropStreamLocked()
 			dropped++
 		}

@@ -516,3 +516,46 @@ func TestCrossBlockReadFetchesInParallel(t *testing.T) {
 	}
 	<-done
 }
+
+// TestReclaimSkipsWaitingReader: a file whose read is waiting for a slow
+// store is not idle, however long ago the read began: its stream keeps
+// its blocks and the other reader falls back to an exact GET.
+func TestReclaimSkipsWaitingReader(t *testing.T) {
+	defer func(d time.Duration) { idleStream = d }(idleStream)
+	idleStream = 0
+	fx := newFixture(t, 4*mib, 0, bs) // room for one block
+	fx.st.Put("b", "slow", fx.data)
+	o, _ := fx.st.Head(context.Background(), "b", "slow")
+	release := make(chan struct{})
+	fx.st.SetFailure(func(op, bucket, key string) error {
+		if op == "GetObject" && key == "slow" {
+			<-release
+		}
+		return nil
+	})
+	a := fx.m.NewReader(store.Version{Bucket: "b", Key: "slow", ETag: o.ETag, Size: o.Size})
+	defer a.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64<<10)
+		if _, err := a.ReadAt(context.Background(), buf, 0); err != nil { // a stream, waiting for block 0
+			t.Error(err)
+		}
+	}()
+	for a.active.Load() == 0 || fx.m.Budget().Used() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	b := fx.m.NewReader(fx.v)
+	defer b.Close()
+	fx.read(t, b, 2*mib, 256<<10)
+	fx.read(t, b, 2*mib+256<<10, 256<<10) // b's stream finds the budget full
+	if got := fx.m.Stats.StreamsReclaimed.Load(); got != 0 {
+		t.Errorf("StreamsReclaimed = %d while its reader waited, want 0", got)
+	}
+	if got := fx.m.Stats.BudgetFallbacks.Load(); got != 1 {
+		t.Errorf("BudgetFallbacks = %d, want 1", got)
+	}
+	close(release)
+	<-done
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bucketfs/bucketfs/cache"
@@ -44,8 +45,9 @@ type Reader struct {
 	cancel context.CancelFunc
 
 	// Mutable state
-	mu sync.Mutex // protects the following
-	s  *stream
+	active atomic.Int32 // reads under way; a file being read is not idle
+	mu     sync.Mutex   // protects the following
+	s      *stream
 	// run is the contiguous run of reads outside the stream: [runStart,
 	// runEnd). When it reaches streamStart bytes it becomes the stream.
 	runStart, runEnd int64
@@ -108,6 +110,8 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 		return nil, nil, nil
 	}
 	start := time.Now()
+	r.active.Add(1)
+	defer r.active.Add(-1)
 	end := min(off+int64(len(dest)), r.v.Size)
 	dest = dest[:end-off]
 	var tr readTrace
