@@ -14,7 +14,7 @@ import (
 type readTrace struct {
 	class  string        // "stream", "random" or "tail"
 	locked time.Duration // waiting for the file's lock
-	ahead  time.Duration // topping up the read-ahead window after the read
+	ahead  time.Duration // starting and topping up the read-ahead window
 	waits  [4]wait
 	n      int // waits noted (at most len(waits))
 	more   int // waits past len(waits)
@@ -26,7 +26,7 @@ type wait struct {
 	idx    int64         // block index; for an exact GET, its first block
 	age    time.Duration // how long the block's fetch had run when the read came
 	landed int           // bytes of it there when the read came
-	size   int           // bytes asked of it
+	size   int           // the block's size, or the GET's
 	took   time.Duration // how long the read waited for it
 }
 

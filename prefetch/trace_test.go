@@ -13,9 +13,11 @@ import (
 // logged with what it waited for (the block fetched for it, or an exact
 // GET); a read served at once is not.
 func TestSlowReadLogged(t *testing.T) {
-	fx := newFixture(t, 8*mib, 60*time.Millisecond, 32*mib)
+	// Reads from memory take microseconds; even a loaded machine keeps
+	// them under 100 ms.
+	fx := newFixture(t, 8*mib, 200*time.Millisecond, 32*mib)
 	logger, hook := test.NewNullLogger()
-	fx.m.cfg.SlowRead = 40 * time.Millisecond
+	fx.m.cfg.SlowRead = 100 * time.Millisecond
 	fx.m.cfg.Log = logrus.NewEntry(logger)
 	r := fx.m.NewReader(fx.v)
 	defer r.Close()
