@@ -172,13 +172,30 @@ func (m *Manager) NewReader(v store.Version) *Reader {
 // reclaim: a reader streaming at speed reads every few milliseconds.
 var idleStream = 50 * time.Millisecond // a variable for tests
 
+// pausedStream is how long a stream whose reader has not read elsewhere in
+// the file since must go unread to be reclaimed: a slow consumer (a
+// training step between reads, a player at its bitrate) keeps its
+// read-ahead; a paused one gives it up.
+var pausedStream = 2 * time.Second // a variable for tests
+
+// reclaimable reports whether s, whose reader has no read under way, may
+// give its blocks to other readers. REQUIRES: its reader's mu held.
+func reclaimable(s *stream) bool {
+	if s == nil || len(s.held) == 0 {
+		return false
+	}
+	idle := time.Since(s.last)
+	return (s.strays > 0 && idle >= idleStream) || idle >= pausedStream
+}
+
 // reclaim makes room in the budget for a read of need bytes that found it
 // full, by dropping other readers' streams, the least recently read first,
-// among those with no read under way and none for idleStream (a reader
-// waiting for a slow store is not idle). Their landed blocks go back to the
-// budget at once (and stay in the cache); blocks in flight once they land.
-// Open files that stopped streaming would otherwise keep the budget from
-// readers that need it: a record loader with many files open, where two
+// among those with no read under way (a reader waiting for a slow store is
+// not idle) that were left for reads elsewhere in their file more than
+// idleStream ago, or not read at all for pausedStream. Their landed blocks
+// go back to the budget at once (and stay in the cache); blocks in flight
+// once they land. Streams that stopped would otherwise keep the budget from
+// readers that need it: a record loader with many files open, where a few
 // records that happened to be adjacent looked like a stream, or a paused
 // player. It reports whether it dropped any stream.
 func (m *Manager) reclaim(except *Reader, need int64) bool {
@@ -193,8 +210,8 @@ func (m *Manager) reclaim(except *Reader, need int64) bool {
 			continue
 		}
 		r.mu.Lock()
-		if s := r.s; s != nil && len(s.held) > 0 && time.Since(s.last) >= idleStream {
-			cs = append(cs, cand{r, s.last})
+		if reclaimable(r.s) {
+			cs = append(cs, cand{r, r.s.last})
 		}
 		r.mu.Unlock()
 	}

@@ -455,26 +455,32 @@ func TestFailedReadAheadIsRetried(t *testing.T) {
 }
 
 // TestReclaimIdleStreams: when the budget is full, a read takes back the
-// blocks of another file's stream that has not been read lately (a loader's
-// file after two adjacent records, a paused player) instead of falling
-// back to exact GETs; a stream read just now keeps its blocks.
+// blocks of another file's stream that its reader left for reads elsewhere
+// (a loader's file after a few adjacent records) or stopped reading (a
+// paused player) instead of falling back to exact GETs; a stream read just
+// now, or read slowly but only in order, keeps its blocks.
 func TestReclaimIdleStreams(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		idle      time.Duration
-		reclaimed int64
-		fallbacks int64
+		name         string
+		stray        bool // a's reader reads elsewhere after its stream
+		idle, paused time.Duration
+		reclaimed    int64
 	}{
-		{"idle stream", 0, 1, 0},
-		{"busy stream", time.Hour, 0, 1},
+		{"left for reads elsewhere", true, 0, time.Hour, 1},
+		{"left just now", true, time.Hour, time.Hour, 0},
+		{"slow in-order reader", false, 0, time.Hour, 0},
+		{"paused", false, time.Hour, 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			defer func(d time.Duration) { idleStream = d }(idleStream)
-			idleStream = tc.idle
+			defer func(i, p time.Duration) { idleStream, pausedStream = i, p }(idleStream, pausedStream)
+			idleStream, pausedStream = tc.idle, tc.paused
 			fx := newFixture(t, 4*mib, 0, bs) // room for one block
 			a := fx.m.NewReader(fx.v)
 			defer a.Close()
 			fx.read(t, a, 0, 64<<10) // a's stream holds block 0
+			if tc.stray {
+				fx.read(t, a, 3*mib, 4096) // an exact GET elsewhere
+			}
 			fx.settle(t)
 			b := fx.m.NewReader(fx.v)
 			defer b.Close()
@@ -483,8 +489,8 @@ func TestReclaimIdleStreams(t *testing.T) {
 			if got := fx.m.Stats.StreamsReclaimed.Load(); got != tc.reclaimed {
 				t.Errorf("StreamsReclaimed = %d, want %d", got, tc.reclaimed)
 			}
-			if got := fx.m.Stats.BudgetFallbacks.Load(); got != tc.fallbacks {
-				t.Errorf("BudgetFallbacks = %d, want %d", got, tc.fallbacks)
+			if got := fx.m.Stats.BudgetFallbacks.Load(); got != 1-tc.reclaimed {
+				t.Errorf("BudgetFallbacks = %d, want %d", got, 1-tc.reclaimed)
 			}
 		})
 	}
@@ -521,8 +527,8 @@ func TestCrossBlockReadFetchesInParallel(t *testing.T) {
 // store is not idle, however long ago the read began: its stream keeps
 // its blocks and the other reader falls back to an exact GET.
 func TestReclaimSkipsWaitingReader(t *testing.T) {
-	defer func(d time.Duration) { idleStream = d }(idleStream)
-	idleStream = 0
+	defer func(i, p time.Duration) { idleStream, pausedStream = i, p }(idleStream, pausedStream)
+	idleStream, pausedStream = 0, 0   // idle at once, but for the read under way
 	fx := newFixture(t, 4*mib, 0, bs) // room for one block
 	fx.st.Put("b", "slow", fx.data)
 	o, _ := fx.st.Head(context.Background(), "b", "slow")

@@ -66,6 +66,7 @@ type stream struct {
 	next    int64     // offset just past the furthest byte read
 	window  int64     // bytes to keep fetched ahead of next
 	grownAt int64     // block index where the window last grew
+	strays  int       // reads of the file elsewhere since the stream's last
 	held    map[int64]*heldBlock
 }
 
@@ -171,6 +172,7 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 	if s := r.s; s != nil && off >= s.next-backSlack && off <= s.next+max(s.window, r.bs) {
 		s.next = max(s.next, end)
 		s.last = time.Now()
+		s.strays = 0
 		if idx := (s.next - 1) / r.bs; idx > s.grownAt {
 			s.grownAt = idx
 			s.window = min(s.window*2, r.windowCap(s))
@@ -190,6 +192,9 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 		r.s = r.newStream(r.runStart, end)
 		r.runStart, r.runEnd, r.runReads = 0, 0, 0
 		return true
+	}
+	if r.s != nil {
+		r.s.strays++
 	}
 	return false
 }
