@@ -37,9 +37,10 @@ import (
 // header holds a CRC-32C of key and bytes, checked on every read: a torn
 // or damaged file is deleted and reported as a miss, never served. Reads
 // go through the kernel's page cache: on the machines measured, its
-// read-ahead got more from the disk than O_DIRECT reads of whole blocks. Files are written under
-// tmp/ and renamed into place, so a crash leaves at worst a stray temporary
-// file, removed at the next start.
+// read-ahead got more from the disk than O_DIRECT reads of whole blocks.
+// Files are written under tmp/ (with O_DIRECT) and renamed into place, so
+// a crash leaves at worst a stray temporary file, removed at the next
+// start.
 //
 // The index (sizes and recency, for eviction) lives in memory. At start it
 // is rebuilt from the directory in the background, ordered by each file's
@@ -64,12 +65,9 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// Priorities of the threads writing blocks to disk (see writer).
-const (
-	writerNice             = 10
-	ioprioWhoProcess       = 1         // IOPRIO_WHO_PROCESS: a thread id
-	ioprioBestEffortLowest = 2<<13 | 7 // IOPRIO_CLASS_BE, level 7
-)
+// writerNice is the CPU priority of the threads writing blocks to disk
+// (see writer).
+const writerNice = 10
 
 // DiskConfig configures a disk tier.
 type DiskConfig struct {
@@ -462,11 +460,17 @@ func (d *Disk) writeDeferred() bool {
 		d.Stats.Dropped.Add(1) // gone from memory before there was time
 		return true
 	}
+	d.writeBlock(k, blk)
+	return true
+}
+
+// writeBlock writes blk as block k, logs a failure and drops the caller's
+// reference to blk.
+func (d *Disk) writeBlock(k Key, blk *Block) {
 	if err := d.Write(k, blk.Bytes()); err != nil {
 		d.log.WithError(err).Warn("disk cache: writing a block failed")
 	}
 	blk.Release()
-	return true
 }
 
 func (d *Disk) isClosed() bool {
@@ -476,8 +480,8 @@ func (d *Disk) isClosed() bool {
 }
 
 // writer writes queued blocks. It runs on its own thread at a lower CPU
-// priority, so writing to the cache yields to the reads it serves. (The
-// disk writes themselves happen later, from the kernel's flusher threads.)
+// priority, so writing to the cache yields to the reads it serves; whole
+// blocks go to the disk with O_DIRECT (see writeFile).
 func (d *Disk) writer() {
 	defer d.wg.Done()
 	runtime.LockOSThread() // the thread ends with the goroutine
@@ -500,10 +504,7 @@ func (d *Disk) writer() {
 			}
 			return
 		}
-		if err := d.Write(w.key, w.blk.Bytes()); err != nil {
-			d.log.WithError(err).Warn("disk cache: writing a block failed")
-		}
-		w.blk.Release()
+		d.writeBlock(w.key, w.blk)
 	}
 }
 
