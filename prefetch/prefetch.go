@@ -178,10 +178,12 @@ var idleStream = 50 * time.Millisecond // a variable for tests
 // read-ahead; a paused one gives it up.
 var pausedStream = 2 * time.Second // a variable for tests
 
-// reclaimable reports whether s, whose reader has no read under way, may
-// give its blocks to other readers. REQUIRES: its reader's mu held.
-func reclaimable(s *stream) bool {
-	if s == nil || len(s.held) == 0 {
+// reclaimableLocked reports whether r's stream may give its blocks to
+// other readers: r has no read under way and the stream has stopped.
+// REQUIRES: r.mu held.
+func (r *Reader) reclaimableLocked() bool {
+	s := r.s
+	if r.active.Load() > 0 || s == nil || len(s.held) == 0 {
 		return false
 	}
 	idle := time.Since(s.last)
@@ -206,11 +208,11 @@ func (m *Manager) reclaim(except *Reader, need int64) bool {
 	var cs []cand
 	m.readersMu.Lock()
 	for r := range m.readers {
-		if r == except || r.active.Load() > 0 {
+		if r == except {
 			continue
 		}
 		r.mu.Lock()
-		if reclaimable(r.s) {
+		if r.reclaimableLocked() {
 			cs = append(cs, cand{r, r.s.last})
 		}
 		r.mu.Unlock()
@@ -223,7 +225,7 @@ func (m *Manager) reclaim(except *Reader, need int64) bool {
 			break
 		}
 		c.r.mu.Lock()
-		if s := c.r.s; s != nil && s.last.Equal(c.last) && c.r.active.Load() == 0 {
+		if c.r.reclaimableLocked() && c.r.s.last.Equal(c.last) {
 			c.r.dropStreamLocked()
 			dropped++
 		}
