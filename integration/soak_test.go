@@ -69,22 +69,25 @@ func TestSoak(t *testing.T) {
 		}
 		mu.Unlock()
 	}
+	// whole reads a file with its cached pages dropped and checks it.
+	whole := func(p string, want []byte, what string, i int) {
+		evictPages(p)
+		got, err := preadAll(p)
+		switch {
+		case err != nil:
+			fail("%s %d: %v", what, i, err)
+		case !bytes.Equal(got, want):
+			fail("%s %d: wrong bytes", what, i)
+		}
+		bytesRead.Add(int64(len(got)))
+	}
 	work := func(id int, until time.Time) {
 		rng := rand.New(rand.NewPCG(uint64(id), 7))
 		for time.Now().Before(until) {
 			switch id % 3 {
 			case 0: // a whole file, streamed
 				i := rng.IntN(bigFiles)
-				p := filepath.Join(m.Dir, fmt.Sprintf("big/%d.bin", i))
-				evictPages(p)
-				got, err := preadAll(p)
-				switch {
-				case err != nil:
-					fail("stream %d: %v", i, err)
-				case !bytes.Equal(got, big[i]):
-					fail("stream %d: wrong bytes", i)
-				}
-				bytesRead.Add(int64(len(got)))
+				whole(filepath.Join(m.Dir, fmt.Sprintf("big/%d.bin", i)), big[i], "stream", i)
 			case 1: // random records
 				i := rng.IntN(bigFiles)
 				f, err := os.Open(filepath.Join(m.Dir, fmt.Sprintf("big/%d.bin", i)))
@@ -109,16 +112,7 @@ func TestSoak(t *testing.T) {
 				f.Close()
 			default: // small files
 				i := rng.IntN(small)
-				p := filepath.Join(m.Dir, fmt.Sprintf("small/%03d.txt", i))
-				evictPages(p)
-				got, err := preadAll(p)
-				switch {
-				case err != nil:
-					fail("small %d: %v", i, err)
-				case !bytes.Equal(got, smalls[i]):
-					fail("small %d: wrong bytes", i)
-				}
-				bytesRead.Add(int64(len(got)))
+				whole(filepath.Join(m.Dir, fmt.Sprintf("small/%03d.txt", i)), smalls[i], "small", i)
 			}
 			ops.Add(1)
 		}
