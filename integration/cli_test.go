@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -175,4 +176,63 @@ func TestCleanExitOnExternalUmount(t *testing.T) {
 			t.Errorf("after umount: %v", err)
 		}
 	}
+}
+
+// TestWarmSmallBudget: `bucketfs warm` finishes, with the whole file
+// cached, on mounts whose read-ahead budget cannot hold a full warm
+// request (4 blocks) above its reserve: a small --cache-memory, and large
+// blocks with the smallest --cache-memory they are accepted with. Warming
+// used to wait for budget that could never be granted.
+func TestWarmSmallBudget(t *testing.T) {
+	cases := []struct {
+		name              string
+		blockSize, memory string
+		size              int
+	}{
+		// budget 4 MiB, reserve 2 MiB: 4 blocks never fit.
+		{"1MiB blocks, 8MiB memory", "1MiB", "8MiB", 4<<20 + 1},
+		// budget 16 MiB, reserve 8 MiB: 4 blocks never fit.
+		{"4MiB blocks, 32MiB memory", "4MiB", "32MiB", 13 << 20},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			data := randomBytes(uint64(90+i), c.size)
+			b := newBucket(t, map[string][]byte{"big.bin": data})
+			m := mount(t, "--cache-dir", filepath.Join(t.TempDir(), "cache"),
+				"--block-size", c.blockSize, "--cache-memory", c.memory, b)
+			path := filepath.Join(m.Dir, "big.bin")
+			cmd := exec.Command(bin, "warm", path)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("warm: %v\n%s", err, tail(out.String()))
+				}
+			case <-time.After(20 * time.Second):
+				cmd.Process.Signal(os.Interrupt)
+				<-done
+				t.Fatalf("warm still waiting after 20s\n%s", tail(out.String()))
+			}
+			if v, err := xattr(t, path, "user.bucketfs.cached"); err != nil || v != strconv.Itoa(c.size) {
+				t.Errorf("user.bucketfs.cached = %q, %v; want %d", v, err, c.size)
+			}
+			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
+				t.Errorf("read after warm: %d bytes, %v; want the object's %d bytes", len(got), err, len(data))
+			}
+		})
+	}
+}
+
+// tail is the end of a command's output (a progress bar redraws itself).
+func tail(s string) string {
+	if len(s) > 400 {
+		return "..." + s[len(s)-400:]
+	}
+	return s
 }

@@ -13,7 +13,12 @@ import (
 // ErrNoDisk is returned by Warm when the mount has no disk tier.
 var ErrNoDisk = errors.New("prefetch: the mount has no disk cache")
 
-// Warm GETs (up to warmBlocksPerGet blocks a request) and warmParallel
+// ErrBlockTooLarge is returned by Warm when one block is larger than the
+// whole budget, so no request could ever be granted.
+var ErrBlockTooLarge = errors.New("prefetch: a block is larger than the read-ahead budget")
+
+// Warm GETs up to warmBlocksPerGet blocks a request (fewer when the budget
+// cannot hold that many above its reserve, see warmPlan) and warmParallel
 // requests at a time per object.
 const (
 	warmBlocksPerGet = 4
@@ -23,10 +28,16 @@ const (
 // Warm fetches every block of v that the disk tier lacks and returns once
 // all of them are written there (or ctx ends). It holds budget like
 // read-ahead does, waiting for it rather than failing, so warming never
-// starves the files being read.
+// starves the files being read; streams that stopped give their budget
+// up to it as they do to reads (reclaim), so an idle open file cannot keep
+// it waiting. Each request asks for no more than the budget can ever grant.
 func (m *Manager) Warm(ctx context.Context, v store.Version) error {
 	if m.cfg.Disk == nil {
 		return ErrNoDisk
+	}
+	perGet, reserve, err := m.warmPlan()
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -37,7 +48,7 @@ func (m *Manager) Warm(ctx context.Context, v store.Version) error {
 		firstErr error
 	)
 	sem := make(chan struct{}, warmParallel)
-	for a := int64(0); a < blocks; a += warmBlocksPerGet {
+	for a := int64(0); a < blocks; a += perGet {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -49,7 +60,7 @@ func (m *Manager) Warm(ctx context.Context, v store.Version) error {
 		go func(a, b int64) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := m.warmRun(ctx, v, a, b); err != nil {
+			if err := m.warmRun(ctx, v, a, b, reserve); err != nil {
 				mu.Lock()
 				if firstErr == nil {
 					firstErr = err
@@ -57,7 +68,7 @@ func (m *Manager) Warm(ctx context.Context, v store.Version) error {
 				mu.Unlock()
 				cancel()
 			}
-		}(a, min(a+warmBlocksPerGet, blocks))
+		}(a, min(a+perGet, blocks))
 	}
 	wg.Wait()
 	if firstErr != nil {
@@ -66,12 +77,30 @@ func (m *Manager) Warm(ctx context.Context, v store.Version) error {
 	return ctx.Err()
 }
 
-// warmRun brings blocks [a, b) of v to disk. A block whose flight was
-// cancelled by another reader (its file closed) is tried again.
-func (m *Manager) warmRun(ctx context.Context, v store.Version, a, b int64) error {
+// warmPlan returns how many blocks one warm request takes and the budget
+// it leaves free for reads: warmBlocksPerGet, or as many as fit in the
+// budget above the read-ahead reserve. A budget too small to hold even one
+// block above the reserve (mount options refuse that) lends warming the
+// reserve too rather than never granting it.
+func (m *Manager) warmPlan() (perGet, reserve int64, err error) {
+	bs, capacity := m.cfg.BlockSize, m.budget.Capacity()
+	if bs > capacity {
+		return 0, 0, ErrBlockTooLarge
+	}
+	perGet = min(warmBlocksPerGet, (capacity-m.reserve)/bs)
+	if perGet < 1 {
+		return 1, 0, nil
+	}
+	return perGet, m.reserve, nil
+}
+
+// warmRun brings blocks [a, b) of v to disk, leaving reserve budget bytes
+// free. A block whose flight was cancelled by another reader (its file
+// closed) is tried again.
+func (m *Manager) warmRun(ctx context.Context, v store.Version, a, b, reserve int64) error {
 	var err error
 	for range 3 {
-		err = m.warmOnce(ctx, v, a, b)
+		err = m.warmOnce(ctx, v, a, b, reserve)
 		if !errors.Is(err, context.Canceled) || ctx.Err() != nil {
 			return err
 		}
@@ -79,7 +108,7 @@ func (m *Manager) warmRun(ctx context.Context, v store.Version, a, b int64) erro
 	return err
 }
 
-func (m *Manager) warmOnce(ctx context.Context, v store.Version, a, b int64) error {
+func (m *Manager) warmOnce(ctx context.Context, v store.Version, a, b, reserve int64) error {
 	d := m.cfg.Disk
 	var missing []cache.Key
 	var bytes int64
@@ -93,7 +122,12 @@ func (m *Manager) warmOnce(ctx context.Context, v store.Version, a, b int64) err
 	if len(missing) == 0 {
 		return nil
 	}
-	for !m.budget.TryAcquire(bytes, m.reserve) {
+	for !m.budget.TryAcquire(bytes, reserve) {
+		// Streams that stopped hold budget until their file is read or
+		// closed, which may be never: take it back as a read would.
+		if m.reclaim(nil, bytes+reserve) && m.budget.TryAcquire(bytes, reserve) {
+			break
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
