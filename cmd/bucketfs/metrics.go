@@ -125,6 +125,7 @@ func registerCounters(reg prometheus.Registerer, rp *readPath, s3 *store.S3, arc
 	counter("bucketfs_readahead_wasted_bytes_total", "Bytes fetched ahead that no reader read.", p.ReadaheadWasted.Load, nil)
 	gauge("bucketfs_open_files", "Files open for reading.", p.OpenReaders.Load, nil)
 	gauge("bucketfs_gets_in_flight", "GET requests under way.", p.InflightGets.Load, nil)
+	counter("bucketfs_budget_mismatches_total", "Read-ahead budget releases that did not match what was held (an accounting bug; logged and clamped).", rp.mgr.Budget().Mismatches, nil)
 	counter("bucketfs_archived_hits_total", "Opens and reads refused because the object is archived and not restored.", archived, nil)
 
 	counter("bucketfs_cache_hits_total", "Block lookups served by the cache.", c.Hits.Load, mem)

@@ -383,7 +383,9 @@ func newReadPath(st store.Store, o *mountOptions, log *logrus.Entry) (*readPath,
 	if rp.disk != nil {
 		rp.disk.SetMemory(c.Get)
 	}
-	rp.mgr = prefetch.NewManager(st, c, cache.NewBudget(held), prefetch.Config{
+	budget := cache.NewBudget(held)
+	budget.SetLog(log.WithField("component", "read"))
+	rp.mgr = prefetch.NewManager(st, c, budget, prefetch.Config{
 		BlockSize:    o.BlockSize,
 		MaxReadahead: o.MaxReadahead,
 		MaxGets:      o.MaxGets,
@@ -433,6 +435,7 @@ func (r *readPath) stats() map[string]int64 {
 		"cache_resident_bytes":   c.Resident.Load(),
 		"cache_buffers_reused":   c.Reused.Load(),
 		"budget_used_bytes":      r.mgr.Budget().Used(),
+		"budget_mismatches":      r.mgr.Budget().Mismatches(),
 		"gets":                   p.Gets.Load(),
 		"gets_inflight":          p.InflightGets.Load(),
 		"bytes_fetched":          p.BytesFetched.Load(),
