@@ -167,6 +167,9 @@ func (o *mountOptions) finish(args []string) error {
 	if o.BlockSize < 64<<10 || o.BlockSize > 256<<20 {
 		return fmt.Errorf("--block-size must be between 64KiB and 256MiB, not %s", o.blockSizeStr)
 	}
+	// Half of --cache-memory is the read-ahead budget, and read-ahead and
+	// warming leave a quarter of it (at least two blocks) to reads waiting
+	// on the store: 8 blocks is the least that grants them a block.
 	if o.CacheMemory < 8*o.BlockSize {
 		return fmt.Errorf("--cache-memory (%s) must hold at least 8 blocks of --block-size (%s)", o.cacheMemoryStr, o.blockSizeStr)
 	}

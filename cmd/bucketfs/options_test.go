@@ -182,6 +182,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "request timeout tiny", args: []string{"mount", "--request-timeout", "1ms", "b", "/m"}, wantErr: []string{"--request-timeout"}},
 		{name: "cache size a word", args: []string{"mount", "--cache-dir", "/c", "--cache-size", "lots", "b", "/m"}, wantErr: []string{"--cache-size", `"lots"`}},
 		{name: "cache size below 4 blocks", args: []string{"mount", "--cache-dir", "/c", "--cache-size", "8MiB", "b", "/m"}, wantErr: []string{"--cache-size", "4 blocks"}},
+		{name: "block size over the default memory", args: []string{"mount", "--block-size", "128MiB", "b", "/m"}, wantErr: []string{"--cache-memory (512MiB) must hold at least 8 blocks of --block-size (128MiB)"}},
+		{name: "memory below 8 blocks", args: []string{"mount", "--cache-memory", "31MiB", "b", "/m"}, wantErr: []string{"--cache-memory (31MiB)", "8 blocks"}},
 		{name: "min free over 99%", args: []string{"mount", "--cache-min-free", "100%", "b", "/m"}, wantErr: []string{"--cache-min-free", "percentage"}},
 		{name: "min free negative", args: []string{"mount", "--cache-min-free", "-5%", "b", "/m"}, wantErr: []string{"--cache-min-free"}},
 		{name: "min free a word", args: []string{"mount", "--cache-min-free", "some", "b", "/m"}, wantErr: []string{"--cache-min-free", "size (20GiB) or a percentage"}},
