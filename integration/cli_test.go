@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -235,4 +236,81 @@ func tail(s string) string {
 		return "..." + s[len(s)-400:]
 	}
 	return s
+}
+
+// TestSignalsWhileFilesOpen: with a file held open, the first SIGTERM
+// detaches the mount and the daemon keeps serving the open file; the
+// second logs one line saying what it waits for (the open file, this
+// process and the file's path, and a process whose working directory is
+// inside); the third exits at once with status 143
+// (128 + SIGTERM).
+func TestSignalsWhileFilesOpen(t *testing.T) {
+	b := newBucket(t, map[string][]byte{"sets/f.txt": []byte("held open")})
+	dir := t.TempDir()
+	m, err := harness.StartMount(bin, harness.Env(endpoint), dir, mountArgs(b)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Kill()
+	f, err := os.Open(filepath.Join(dir, "sets", "f.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// A process whose working directory is inside keeps the mount busy
+	// too (coreutils' sleep, in every Debian base).
+	sleeper := exec.Command("sleep", "60")
+	sleeper.Dir = filepath.Join(dir, "sets")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+
+	m.Signal(syscall.SIGTERM)
+	waitFor(t, 10*time.Second, "the mount to be detached", func() bool {
+		ok, _ := harness.IsMounted(dir)
+		return !ok && strings.Contains(m.Log(), "detached it")
+	})
+	if err := m.Wait(200 * time.Millisecond); !strings.Contains(fmt.Sprint(err), "still running") {
+		t.Fatalf("daemon exited with a file open (%v)\n%s", err, m.Log())
+	}
+	buf := make([]byte, 64)
+	if n, err := f.ReadAt(buf, 0); string(buf[:n]) != "held open" {
+		t.Errorf("read of the open file after the detach: %q, %v", buf[:n], err)
+	}
+
+	m.Signal(syscall.SIGTERM)
+	var line string
+	waitFor(t, 10*time.Second, "the line saying what the unmount waits for", func() bool {
+		for _, l := range strings.Split(m.Log(), "\n") {
+			if strings.Contains(l, "still waiting for") {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	for _, want := range []string{"1 open file", fmt.Sprintf("pid %d ", os.Getpid()), filepath.Join(dir, "sets", "f.txt"), "open_files=1",
+		fmt.Sprintf("pid %d (sleep) working directory", sleeper.Process.Pid)} {
+		if !strings.Contains(line, want) {
+			t.Errorf("waiting line %q does not name %q", line, want)
+		}
+	}
+	if err := m.Wait(200 * time.Millisecond); !strings.Contains(fmt.Sprint(err), "still running") {
+		t.Fatalf("daemon exited on the second signal (%v)\n%s", err, m.Log())
+	}
+
+	start := time.Now()
+	m.Signal(syscall.SIGTERM)
+	err = m.Wait(5 * time.Second)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+		t.Fatalf("third signal: %v after %v, want exit status 143\n%s", err, time.Since(start), m.Log())
+	}
+	if !strings.Contains(m.Log(), "exiting now") {
+		t.Errorf("no line saying it exits now:\n%s", m.Log())
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("bucketfs log:\n%s", m.Log())
+	}
 }

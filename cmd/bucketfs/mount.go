@@ -13,6 +13,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/bucketfs/bucketfs/cache"
 	bfs "github.com/bucketfs/bucketfs/fs"
@@ -37,7 +38,10 @@ Credentials, region, profile and endpoint come from the standard AWS chain
 AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, ~/.aws/config); flags win.
 
 bucketfs runs in the foreground until the mount is unmounted (umount
-MOUNTPOINT) or it gets SIGINT or SIGTERM, which unmount it.`,
+MOUNTPOINT) or it gets SIGINT or SIGTERM, which unmount it. With files open
+the mount is detached and bucketfs exits 0 when the last one is closed; a
+second signal logs what it waits for, a third exits at once (status 128 +
+the signal's number: 130 for SIGINT, 143 for SIGTERM).`,
 		Example: `  bucketfs mount --endpoint https://t3.storage.dev --region auto my-bucket /mnt/sets
   bucketfs mount --endpoint http://127.0.0.1:9000 --path-style my-bucket/2024 /mnt/2024`,
 		Args: cobra.RangeArgs(1, 2),
@@ -56,7 +60,7 @@ MOUNTPOINT) or it gets SIGINT or SIGTERM, which unmount it.`,
 func runMount(o *mountOptions) error {
 	// Catch signals from the start: one that arrives while mounting is
 	// served as soon as the mount is up.
-	sigs := make(chan os.Signal, 1)
+	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	log, err := newLogger(o)
@@ -145,22 +149,19 @@ func runMount(o *mountOptions) error {
 	mlog.Info("mounted")
 	notifyMounted(log, o.LogFile)
 
-	go func() {
-		sig, ok := <-sigs
-		if !ok {
-			return
-		}
-		mlog.WithField("signal", sig.String()).Info("unmounting")
-		sdNotify("STOPPING=1")
-		if err := server.Unmount(); err != nil {
-			// Busy (files open): detach now; the kernel finishes the
-			// unmount when the last file closes.
-			mlog.WithError(err).Warn("unmount failed; detaching lazily")
-			if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
-				mlog.WithError(err).Error("lazy unmount failed")
-			}
-		}
-	}()
+	id := mountID(mnt)
+	h := &signalHandler{
+		server:    server,
+		log:       mlog,
+		openFiles: rp.mgr.Stats.OpenReaders.Load,
+		holders:   func() []string { return mountHolders("/proc", id, mnt) },
+		detach:    func() error { return syscall.Unmount(mnt, syscall.MNT_DETACH) },
+		exit:      os.Exit,
+		notify:    sdNotify,
+		timeout:   time.Second,
+		clock:     time.Now,
+	}
+	go h.serve(sigs)
 	server.Wait()
 	mlog.Info("unmounted")
 	return nil
