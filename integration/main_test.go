@@ -25,12 +25,13 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if ok, why := harness.FUSEAvailable(); !ok {
-		if os.Geteuid() == 0 {
-			fmt.Fprintf(os.Stderr, "FAIL: running as root but FUSE is unusable: %s\n", why)
-			return 1
-		}
-		fmt.Fprintf(os.Stderr, "SKIP: integration tests need FUSE: %s\n", why)
+	ok, why := harness.FUSEAvailable()
+	switch v, msg := harness.SuiteVerdict(ok, why, os.Geteuid() == 0, harness.InCI()); v {
+	case harness.Fail:
+		fmt.Fprintln(os.Stderr, msg)
+		return 1
+	case harness.Skip:
+		fmt.Fprintln(os.Stderr, msg)
 		return 0
 	}
 	tmp, err := os.MkdirTemp("", "bucketfs-it-")

@@ -175,24 +175,21 @@ func TestMountHoldersCapped(t *testing.T) {
 }
 
 // TestMountIDOfOwnMount: mountID finds a mount this test makes (a tmpfs,
-// as root) and returns -1 for a directory that is not a mount.
+// as root) and returns -1 for a directory that is not a mount; a file open
+// on it and a working directory inside it carry that mount ID.
 func TestMountIDOfOwnMount(t *testing.T) {
-	dir := t.TempDir()
-	if got := mountID(dir); got != -1 {
+	plain, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mountID(plain); got != -1 {
 		t.Errorf("mountID of a plain directory = %d, want -1", got)
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	defer syscall.Unmount(dir, syscall.MNT_DETACH)
+	dir := mountTmpfs(t, filepath.Join(plain, "mnt"))
 	id := mountID(dir)
 	if id <= 0 {
 		t.Fatalf("mountID of a tmpfs = %d", id)
 	}
-	// A file opened on it is found by its fdinfo mnt_id.
 	f, err := os.Create(filepath.Join(dir, "held"))
 	if err != nil {
 		t.Fatal(err)
@@ -200,5 +197,12 @@ func TestMountIDOfOwnMount(t *testing.T) {
 	defer f.Close()
 	if got, ok := fdinfoMountID("/proc/self/fdinfo/" + strconv.Itoa(int(f.Fd()))); !ok || got != id {
 		t.Errorf("fdinfo mnt_id = %d, %v; want %d", got, ok, id)
+	}
+	if got := cwdMountID("/proc/self/cwd"); got == id {
+		t.Errorf("the test's working directory is on the tmpfs")
+	}
+	t.Chdir(dir)
+	if got := cwdMountID("/proc/self/cwd"); got != id {
+		t.Errorf("cwdMountID with the working directory inside = %d, want %d", got, id)
 	}
 }
