@@ -69,7 +69,7 @@ func (b *bucketsNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 	}
 	out := make([]fuse.DirEntry, 0, len(sorted))
 	for _, n := range sorted {
-		out = append(out, fuse.DirEntry{Name: n, Mode: fuse.S_IFDIR, Ino: inoOf(n, "")})
+		out = append(out, fuse.DirEntry{Name: n, Mode: fuse.S_IFDIR, Ino: b.m.ino(n, "")})
 	}
 	return gofs.NewListDirStream(out), 0
 }
@@ -86,11 +86,10 @@ func (b *bucketsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	if !names[name] {
 		return nil, syscall.ENOENT
 	}
-	ino := inoOf(name, "")
-	b.m.dirAttr(&out.Attr, ino)
-	if ch := b.GetChild(name); ch != nil {
-		return ch, 0
+	ch := b.GetChild(name)
+	if ch == nil {
+		ch = b.m.newInode(ctx, &b.Inode, &dirNode{base: base{m: b.m}, bucket: name}, fuse.S_IFDIR, name, "")
 	}
-	child := &dirNode{base: base{m: b.m}, bucket: name}
-	return b.NewInode(ctx, child, gofs.StableAttr{Mode: fuse.S_IFDIR, Ino: ino}), 0
+	b.m.dirAttr(&out.Attr, ch.StableAttr().Ino)
+	return ch, 0
 }

@@ -33,8 +33,8 @@ func TestBucketsNode(t *testing.T) {
 	var names []string
 	for stream.HasNext() {
 		e, _ := stream.Next()
-		if e.Mode != fuse.S_IFDIR || e.Ino != inoOf(e.Name, "") {
-			t.Errorf("entry %+v, want a directory with ino %d", e, inoOf(e.Name, ""))
+		if e.Mode != fuse.S_IFDIR || e.Ino != b.m.ino(e.Name, "") {
+			t.Errorf("entry %+v, want a directory with ino %d", e, b.m.ino(e.Name, ""))
 		}
 		names = append(names, e.Name)
 	}

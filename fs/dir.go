@@ -51,6 +51,7 @@ type dirNode struct {
 }
 
 var (
+	_ = (gofs.NodeOnForgetter)((*dirNode)(nil))
 	_ = (gofs.NodeLookuper)((*dirNode)(nil))
 	_ = (gofs.NodeReaddirer)((*dirNode)(nil))
 	_ = (gofs.NodeGetattrer)((*dirNode)(nil))
@@ -60,6 +61,12 @@ var (
 func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	d.m.dirAttr(&out.Attr, d.StableAttr().Ino)
 	return 0
+}
+
+// OnForget implements gofs.NodeOnForgetter: the kernel no longer holds the
+// directory, so its inode number may be dropped.
+func (d *dirNode) OnForget() {
+	d.m.inodes.release(d.bucket, d.prefix, d.StableAttr().Ino)
 }
 
 // Readdir implements gofs.NodeReaddirer. It lists the directory when the
@@ -72,10 +79,10 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	out := make([]fuse.DirEntry, 0, len(names))
 	for _, n := range names {
 		e := entries[n]
-		de := fuse.DirEntry{Name: n, Mode: fuse.S_IFREG, Ino: inoOf(d.bucket, d.prefix+n)}
+		de := fuse.DirEntry{Name: n, Mode: fuse.S_IFREG, Ino: d.m.ino(d.bucket, d.prefix+n)}
 		if e.dir {
 			de.Mode = fuse.S_IFDIR
-			de.Ino = inoOf(d.bucket, d.prefix+n+"/")
+			de.Ino = d.m.ino(d.bucket, d.prefix+n+"/")
 		}
 		out = append(out, de)
 	}
@@ -263,15 +270,16 @@ func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 // handles and kernel references stay valid, and fills out's attributes.
 func (d *dirNode) childInode(ctx context.Context, e entry, out *fuse.EntryOut) *gofs.Inode {
 	if e.dir {
-		ino := inoOf(d.bucket, d.prefix+e.name+"/")
-		d.m.dirAttr(&out.Attr, ino)
 		if ch := d.GetChild(e.name); ch != nil {
 			if _, ok := ch.Operations().(*dirNode); ok {
+				d.m.dirAttr(&out.Attr, ch.StableAttr().Ino)
 				return ch
 			}
 		}
 		child := &dirNode{base: base{m: d.m}, bucket: d.bucket, prefix: d.prefix + e.name + "/"}
-		return d.NewInode(ctx, child, gofs.StableAttr{Mode: fuse.S_IFDIR, Ino: ino})
+		ch := d.m.newInode(ctx, &d.Inode, child, fuse.S_IFDIR, d.bucket, child.prefix)
+		d.m.dirAttr(&out.Attr, ch.StableAttr().Ino)
+		return ch
 	}
 	if ch := d.GetChild(e.name); ch != nil {
 		if f, ok := ch.Operations().(*fileNode); ok {
@@ -284,7 +292,7 @@ func (d *dirNode) childInode(ctx context.Context, e entry, out *fuse.EntryOut) *
 	child := &fileNode{base: base{m: d.m}, bucket: d.bucket, key: key}
 	// Attributes go in once the inode exists: setMeta may start goroutines
 	// (restore watcher, expiry timer) that use it.
-	ino := d.NewInode(ctx, child, gofs.StableAttr{Mode: fuse.S_IFREG, Ino: inoOf(d.bucket, key)})
+	ino := d.m.newInode(ctx, &d.Inode, child, fuse.S_IFREG, d.bucket, key)
 	f := child
 	if other, ok := ino.Operations().(*fileNode); ok {
 		f = other

@@ -246,9 +246,9 @@ func TestReaddir(t *testing.T) {
 		got = append(got, e)
 	}
 	want := []fuse.DirEntry{
-		{Name: "alpha", Mode: fuse.S_IFREG, Ino: inoOf("b", "p/alpha")},
-		{Name: "mid", Mode: fuse.S_IFDIR, Ino: inoOf("b", "p/mid/")},
-		{Name: "zeta", Mode: fuse.S_IFREG, Ino: inoOf("b", "p/zeta")},
+		{Name: "alpha", Mode: fuse.S_IFREG, Ino: d.m.ino("b", "p/alpha")},
+		{Name: "mid", Mode: fuse.S_IFDIR, Ino: d.m.ino("b", "p/mid/")},
+		{Name: "zeta", Mode: fuse.S_IFREG, Ino: d.m.ino("b", "p/zeta")},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("Readdir = %v, want %v", got, want)
@@ -257,26 +257,6 @@ func TestReaddir(t *testing.T) {
 		if got[i].Name != want[i].Name || got[i].Mode != want[i].Mode || got[i].Ino != want[i].Ino {
 			t.Errorf("entry %d = %+v, want %+v", i, got[i], want[i])
 		}
-	}
-}
-
-// TestInoOf checks that inode numbers are stable, differ between an object
-// and a directory of the same name and between buckets, and avoid the
-// reserved values 0 and 1.
-func TestInoOf(t *testing.T) {
-	if inoOf("b", "k") != inoOf("b", "k") {
-		t.Error("inoOf is not stable")
-	}
-	seen := map[uint64]string{}
-	for _, bk := range [][2]string{{"b", "k"}, {"b", "k/"}, {"c", "k"}, {"b", ""}, {"bk", ""}, {"b", "k/x"}} {
-		ino := inoOf(bk[0], bk[1])
-		if ino <= 1 {
-			t.Errorf("inoOf(%q, %q) = %d, a reserved inode number", bk[0], bk[1], ino)
-		}
-		if prev, ok := seen[ino]; ok {
-			t.Errorf("inoOf(%q, %q) = inoOf of %s", bk[0], bk[1], prev)
-		}
-		seen[ino] = bk[0] + "|" + bk[1]
 	}
 }
 

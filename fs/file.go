@@ -42,6 +42,7 @@ type fileNode struct {
 }
 
 var (
+	_ = (gofs.NodeOnForgetter)((*fileNode)(nil))
 	_ = (gofs.NodeGetattrer)((*fileNode)(nil))
 	_ = (gofs.NodeOpener)((*fileNode)(nil))
 )
@@ -90,10 +91,16 @@ func (f *fileNode) setMeta(o store.Object, now time.Time, fromHead bool) {
 	}
 }
 
+// OnForget implements gofs.NodeOnForgetter: the kernel no longer holds the
+// file, so its inode number may be dropped.
+func (f *fileNode) OnForget() {
+	f.m.inodes.release(f.bucket, f.key, f.StableAttr().Ino)
+}
+
 // fillAttr fills out from the cached attributes.
 func (f *fileNode) fillAttr(out *fuse.Attr) {
 	s, o := f.state()
-	out.Ino = inoOf(f.bucket, f.key)
+	out.Ino = f.StableAttr().Ino
 	out.Mode = syscall.S_IFREG | uint32(f.m.cfg.FileMode.Perm())
 	if !s.readable() {
 		// Archived and not restored: mode 0000 shows it at a glance.

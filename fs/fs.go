@@ -21,7 +21,6 @@ package fs
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"log"
 	"os"
 	"strconv"
@@ -98,6 +97,14 @@ type mountState struct {
 
 	// logged remembers messages already logged once (key clashes, bad keys).
 	logged sync.Map
+	// inodes numbers every key the kernel sees.
+	inodes *inodeTable
+}
+
+// ino returns the inode number of bucket and key (directory keys end in
+// "/"; a bucket in all-buckets mode is key "").
+func (m *mountState) ino(bucket, key string) uint64 {
+	return m.inodes.number(bucket, key)
 }
 
 // logOnce logs msg with the key once per mount.
@@ -106,6 +113,19 @@ func (m *mountState) logOnce(msg, bucket, key string) {
 		return
 	}
 	m.log.WithFields(logrus.Fields{"bucket": bucket, "key": key}).Warn(msg)
+}
+
+// newInode returns the inode under parent for a node standing for bucket and
+// key, numbered by the inode table. go-fuse returns the live inode instead
+// when one has that number already (the same key: numbers are never
+// shared), and ops is then unused.
+func (m *mountState) newInode(ctx context.Context, parent *gofs.Inode, ops gofs.InodeEmbedder, mode uint32, bucket, key string) *gofs.Inode {
+	ino := m.ino(bucket, key)
+	in := parent.NewInode(ctx, ops, gofs.StableAttr{Mode: mode, Ino: ino})
+	if in.Operations() == ops {
+		m.inodes.acquire(bucket, key, ino)
+	}
+	return in
 }
 
 // NewRoot returns the root node for cfg.
@@ -135,7 +155,7 @@ func NewRoot(cfg Config) gofs.InodeEmbedder {
 	if cfg.Ctx == nil {
 		cfg.Ctx = context.Background()
 	}
-	m := &mountState{cfg: cfg, log: cfg.Log, now: cfg.Now, started: cfg.Now(), ctx: cfg.Ctx}
+	m := &mountState{cfg: cfg, log: cfg.Log, now: cfg.Now, started: cfg.Now(), ctx: cfg.Ctx, inodes: newInodeTable()}
 	if cfg.Bucket == "" {
 		return &bucketsNode{base: base{m: m}}
 	}
@@ -277,17 +297,3 @@ func (m *mountState) dirAttr(out *fuse.Attr, ino uint64) {
 
 // blockSizeHint is st_blksize: the I/O size programs should prefer.
 const blockSizeHint = 1 << 20
-
-// inoOf derives a stable inode number from the bucket and key (directory
-// keys end in "/"), so an object keeps its number across lookups.
-func inoOf(bucket, key string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(bucket))
-	h.Write([]byte{0})
-	h.Write([]byte(key))
-	ino := h.Sum64()
-	if ino <= 1 || ino == ^uint64(0) {
-		ino = 2
-	}
-	return ino
-}

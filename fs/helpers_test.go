@@ -181,3 +181,27 @@ func callsOf(f *store.Fake) calls {
 func (c calls) sub(o calls) calls {
 	return calls{list: c.list - o.list, head: c.head - o.head, get: c.get - o.get, buckets: c.buckets - o.buckets}
 }
+
+// newInoChecker returns a check that fails the test when a path's inode
+// number is reserved (0 or 1), changes between calls, or is another
+// checked path's number.
+func newInoChecker() func(t *testing.T, path string, ino uint64) {
+	var mu sync.Mutex
+	byPath := map[string]uint64{}
+	byIno := map[uint64]string{}
+	return func(t *testing.T, path string, ino uint64) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if ino <= 1 {
+			t.Errorf("%s has inode %d, a reserved number", path, ino)
+		}
+		if prev, ok := byPath[path]; ok && prev != ino {
+			t.Errorf("%s has inode %d, earlier %d", path, ino, prev)
+		}
+		if other, ok := byIno[ino]; ok && other != path {
+			t.Errorf("%s has inode %d, the number of %s", path, ino, other)
+		}
+		byPath[path], byIno[ino] = ino, path
+	}
+}
