@@ -57,6 +57,7 @@ soak:
 FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzListingNames$$' -fuzztime $(FUZZTIME) ./fs/
+	$(GO) test -run XXX -fuzz '^FuzzListingPages$$' -fuzztime $(FUZZTIME) ./fs/
 	$(GO) test -run XXX -fuzz '^FuzzBlockFile$$' -fuzztime $(FUZZTIME) ./cache/
 	$(GO) test -run XXX -fuzz '^FuzzParseRestore$$' -fuzztime $(FUZZTIME) ./store/
 	$(GO) test -run XXX -fuzz '^FuzzParseSize$$' -fuzztime $(FUZZTIME) ./cmd/bucketfs/

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -224,18 +225,31 @@ func (d *dirNode) listing(ctx context.Context) (map[string]entry, []string, erro
 	return entries, names, nil
 }
 
-// listAll follows continuation tokens through the whole directory.
+// maxEmptyPages bounds the pages in a row that hold no entry but promise
+// more: a server that never ends a listing makes it fail instead of
+// looping forever.
+const maxEmptyPages = 100
+
+// errEndlessListing is a listing the server did not end.
+var errEndlessListing = errors.New("listing does not end: the server repeats continuation tokens or sends empty pages")
+
+// listAll follows continuation tokens through the whole directory. Keys a
+// server lists outside the directory's prefix, or more than one level
+// below it, are skipped and logged once: they are not names here.
 func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 	entries := map[string]entry{}
 	token := ""
+	tokens := map[string]bool{}
+	empty := 0
 	for {
 		page, err := d.m.cfg.Store.List(ctx, store.ListInput{Bucket: d.bucket, Prefix: d.prefix, Delimiter: "/", Token: token})
 		if err != nil {
 			return nil, err
 		}
 		for _, p := range page.Prefixes {
-			name := strings.TrimSuffix(p[len(d.prefix):], "/")
-			if !validName(name) {
+			rest, ok := strings.CutPrefix(p, d.prefix)
+			name, isDir := strings.CutSuffix(rest, "/")
+			if !ok || !isDir || !validName(name) || strings.Contains(name, "/") {
 				d.m.logOnce("skipping key that cannot be a file name", d.bucket, p)
 				continue
 			}
@@ -248,8 +262,8 @@ func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 			if o.Key == d.prefix {
 				continue // this directory's own marker object
 			}
-			name := o.Key[len(d.prefix):]
-			if !validName(name) || strings.Contains(name, "/") {
+			name, ok := strings.CutPrefix(o.Key, d.prefix)
+			if !ok || !validName(name) || strings.Contains(name, "/") {
 				d.m.logOnce("skipping key that cannot be a file name", d.bucket, o.Key)
 				continue
 			}
@@ -262,6 +276,15 @@ func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 		if page.NextToken == "" {
 			return entries, nil
 		}
+		if len(page.Objects) == 0 && len(page.Prefixes) == 0 {
+			empty++
+		} else {
+			empty = 0
+		}
+		if tokens[page.NextToken] || empty > maxEmptyPages {
+			return nil, fmt.Errorf("ListObjectsV2 %s/%s: %w", d.bucket, d.prefix, errEndlessListing)
+		}
+		tokens[page.NextToken] = true
 		token = page.NextToken
 	}
 }

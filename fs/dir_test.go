@@ -577,3 +577,45 @@ func TestNewUploadVisibleAfterNegativeTTL(t *testing.T) {
 		t.Errorf("new upload after the negative TTL: found=%v err=%v", found, err)
 	}
 }
+
+// tokensStore answers every List with an empty page and a new continuation
+// token: a server whose listing never ends.
+type tokensStore struct {
+	store.Store
+	calls int
+}
+
+func (s *tokensStore) List(context.Context, store.ListInput) (*store.ListPage, error) {
+	s.calls++
+	return &store.ListPage{NextToken: fmt.Sprint("t", s.calls)}, nil
+}
+
+// TestEndlessListingFails checks that a listing of empty pages with ever
+// new tokens fails after maxEmptyPages instead of looping, and that Readdir
+// turns it into EIO.
+func TestEndlessListingFails(t *testing.T) {
+	st := &tokensStore{}
+	d := testDir(t, Config{Store: st, Bucket: "b", Prefix: "dir/", Log: discardLog()})
+	if _, errno := d.Readdir(context.Background()); errno != syscall.EIO {
+		t.Errorf("Readdir = %v, want EIO", errno)
+	}
+	if st.calls != maxEmptyPages+1 {
+		t.Errorf("%d LIST calls, want %d", st.calls, maxEmptyPages+1)
+	}
+}
+
+// TestLogOnceBounded checks that the log-once set stops growing at
+// maxLoggedOnce and counts the warnings it no longer logs.
+func TestLogOnceBounded(t *testing.T) {
+	d := testDir(t, Config{Store: store.NewFake(), Bucket: "b", Log: discardLog()})
+	for i := range maxLoggedOnce + 100 {
+		d.m.logOnce("bad key", "b", fmt.Sprint(i))
+	}
+	d.m.logOnce("bad key", "b", "0") // remembered: neither logged nor counted
+	if n := len(d.m.logged); n != maxLoggedOnce {
+		t.Errorf("log-once set holds %d, want %d", n, maxLoggedOnce)
+	}
+	if n := d.m.cfg.Counters.WarningsSuppressed.Load(); n != 100 {
+		t.Errorf("%d warnings suppressed, want 100", n)
+	}
+}

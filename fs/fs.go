@@ -85,6 +85,9 @@ type Counters struct {
 	// ArchivedHits counts opens and reads refused because the object is
 	// archived and not restored.
 	ArchivedHits atomic.Int64
+	// WarningsSuppressed counts once-only warnings not logged because
+	// the mount already remembers maxLoggedOnce of them.
+	WarningsSuppressed atomic.Int64
 }
 
 // mountState is shared by every node of one mount.
@@ -95,8 +98,11 @@ type mountState struct {
 	now     func() time.Time
 	started time.Time
 
-	// logged remembers messages already logged once (key clashes, bad keys).
-	logged sync.Map
+	// loggedMu protects logged.
+	loggedMu sync.Mutex
+	// logged remembers messages already logged once (key clashes, bad
+	// keys), at most maxLoggedOnce of them.
+	logged map[string]bool
 	// inodes numbers every key the kernel sees.
 	inodes *inodeTable
 }
@@ -107,12 +113,32 @@ func (m *mountState) ino(bucket, key string) uint64 {
 	return m.inodes.number(bucket, key)
 }
 
+// maxLoggedOnce bounds the messages logOnce remembers: a bucket of a
+// million bad keys must not grow the daemon. Past it, warnings are counted
+// (Counters.WarningsSuppressed), not logged.
+const maxLoggedOnce = 4096
+
 // logOnce logs msg with the key once per mount.
 func (m *mountState) logOnce(msg, bucket, key string) {
-	if _, seen := m.logged.LoadOrStore(msg+"\x00"+bucket+"\x00"+key, true); seen {
-		return
+	k := msg + "\x00" + bucket + "\x00" + key
+	m.loggedMu.Lock()
+	seen, full := m.logged[k], len(m.logged) >= maxLoggedOnce
+	if !seen && !full {
+		if m.logged == nil {
+			m.logged = map[string]bool{}
+		}
+		m.logged[k] = true
 	}
-	m.log.WithFields(logrus.Fields{"bucket": bucket, "key": key}).Warn(msg)
+	m.loggedMu.Unlock()
+	switch {
+	case seen:
+	case full:
+		if m.cfg.Counters.WarningsSuppressed.Add(1) == 1 {
+			m.log.Warnf("%d distinct warnings logged; further ones are only counted (warnings_suppressed in user.bucketfs.stats)", maxLoggedOnce)
+		}
+	default:
+		m.log.WithFields(logrus.Fields{"bucket": bucket, "key": key}).Warn(msg)
+	}
 }
 
 // newInode returns the inode under parent for a node standing for bucket and

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	bfs "github.com/bucketfs/bucketfs/fs"
 	"github.com/bucketfs/bucketfs/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -105,7 +106,7 @@ func (m *meteredStore) Restore(ctx context.Context, in store.RestoreInput) (stor
 }
 
 // registerCounters exposes the daemon's own counters, read when scraped.
-func registerCounters(reg prometheus.Registerer, rp *readPath, s3 *store.S3, archived func() int64) {
+func registerCounters(reg prometheus.Registerer, rp *readPath, s3 *store.S3, tree *bfs.Counters) {
 	c, p := &rp.cache.Stats, &rp.mgr.Stats
 	counter := func(name, help string, f func() int64, labels prometheus.Labels) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return float64(f()) }))
@@ -126,7 +127,8 @@ func registerCounters(reg prometheus.Registerer, rp *readPath, s3 *store.S3, arc
 	gauge("bucketfs_open_files", "Files open for reading.", p.OpenReaders.Load, nil)
 	gauge("bucketfs_gets_in_flight", "GET requests under way.", p.InflightGets.Load, nil)
 	counter("bucketfs_budget_mismatches_total", "Read-ahead budget releases that did not match what was held (an accounting bug; logged and clamped).", rp.mgr.Budget().Mismatches, nil)
-	counter("bucketfs_archived_hits_total", "Opens and reads refused because the object is archived and not restored.", archived, nil)
+	counter("bucketfs_archived_hits_total", "Opens and reads refused because the object is archived and not restored.", tree.ArchivedHits.Load, nil)
+	counter("bucketfs_warnings_suppressed_total", "Once-only warnings (bad keys, name clashes) not logged because the mount already remembers as many as it keeps.", tree.WarningsSuppressed.Load, nil)
 
 	counter("bucketfs_cache_hits_total", "Block lookups served by the cache.", c.Hits.Load, mem)
 	counter("bucketfs_cache_misses_total", "Block lookups the cache could not serve.", c.Misses.Load, mem)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	bfs "github.com/bucketfs/bucketfs/fs"
 	"github.com/bucketfs/bucketfs/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -28,7 +29,7 @@ func TestBudgetMismatchesReported(t *testing.T) {
 	}
 	defer rp.close()
 	reg := prometheus.NewRegistry()
-	registerCounters(reg, rp, &store.S3{}, func() int64 { return 0 })
+	registerCounters(reg, rp, &store.S3{}, &bfs.Counters{})
 	if got := rp.stats()["budget_mismatches"]; got != 0 {
 		t.Fatalf("budget_mismatches = %d before any release", got)
 	}

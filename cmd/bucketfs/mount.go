@@ -106,7 +106,7 @@ func runMount(o *mountOptions) error {
 	rp.retries = s3.Retries.Load
 	counters := &bfs.Counters{}
 	if o.MetricsAddr != "" {
-		registerCounters(reg, rp, s3, counters.ArchivedHits.Load)
+		registerCounters(reg, rp, s3, counters)
 		srv, err := serveMetrics(o.MetricsAddr, reg)
 		if err != nil {
 			return err
