@@ -77,18 +77,43 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if err != nil {
 		return nil, toErrno(d.log(), err)
 	}
-	out := make([]fuse.DirEntry, 0, len(names))
-	for _, n := range names {
-		e := entries[n]
-		de := fuse.DirEntry{Name: n, Mode: fuse.S_IFREG, Ino: d.m.ino(d.bucket, d.prefix+n)}
-		if e.dir {
-			de.Mode = fuse.S_IFDIR
-			de.Ino = d.m.ino(d.bucket, d.prefix+n+"/")
-		}
-		out = append(out, de)
-	}
-	return gofs.NewListDirStream(out), 0
+	return &dirStream{d: d, entries: entries, names: names}, 0
 }
+
+// dirStream hands out one listing's entries as the kernel reads them, so
+// inode numbers are given only to the names it reaches, just before the
+// lookups READDIRPLUS makes for them. An entry's offset is its place in the
+// listing plus one, which Seekdir goes back to.
+type dirStream struct {
+	d       *dirNode
+	entries map[string]entry // a listing's entries: never changed once made
+	names   []string         // the listing's names, sorted
+	next    int              // index in names of the next entry
+}
+
+var _ = (gofs.FileSeekdirer)((*dirStream)(nil))
+
+func (s *dirStream) HasNext() bool { return s.next < len(s.names) }
+
+func (s *dirStream) Next() (fuse.DirEntry, syscall.Errno) {
+	n := s.names[s.next]
+	s.next++
+	if s.entries[n].dir {
+		return fuse.DirEntry{Name: n, Mode: fuse.S_IFDIR, Ino: s.d.m.ino(s.d.bucket, s.d.prefix+n+"/"), Off: uint64(s.next)}, 0
+	}
+	return fuse.DirEntry{Name: n, Mode: fuse.S_IFREG, Ino: s.d.m.ino(s.d.bucket, s.d.prefix+n), Off: uint64(s.next)}, 0
+}
+
+// Seekdir implements gofs.FileSeekdirer (rewinddir, seekdir).
+func (s *dirStream) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off > uint64(len(s.names)) {
+		return syscall.EINVAL
+	}
+	s.next = int(off)
+	return 0
+}
+
+func (s *dirStream) Close() {}
 
 // Lookup implements gofs.NodeLookuper.
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

@@ -574,3 +574,38 @@ func TestHelperReader(t *testing.T) {
 	fmt.Println("read returned:", err)
 	os.Exit(3)
 }
+
+// TestMountRewinddir reads a directory of more entries than one READDIR
+// reply holds, rewinds it and reads it again: both passes list every name
+// once, in order.
+func TestMountRewinddir(t *testing.T) {
+	f := store.NewFake()
+	var want []string
+	for i := range 500 {
+		name := fmt.Sprintf("file-%03d-%s", i, strings.Repeat("x", 40))
+		f.Put("bkt", name, []byte("x"))
+		want = append(want, name)
+	}
+	f.Put("bkt", "zz/inside", []byte("y"))
+	want = append(want, "zz")
+	cfg, _, _ := testConfig(f, "bkt")
+	mnt := testMount(t, cfg)
+
+	d, err := os.Open(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, pass := range []string{"first", "after rewind"} {
+		got, err := d.Readdirnames(-1)
+		if err != nil {
+			t.Fatalf("%s pass: %v", pass, err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s pass lists %d names, want %d in order", pass, len(got), len(want))
+		}
+		if _, err := d.Seek(0, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
