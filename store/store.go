@@ -66,11 +66,20 @@ type ListInput struct {
 	MaxKeys int32
 }
 
-// ListPage is one page of a listing.
+// ListPage is one page of a listing. Every key in Objects and every entry
+// of Prefixes is exactly as stored and starts with the request's Prefix; a
+// key bucketfs cannot name for sure goes to Skipped instead.
 type ListPage struct {
 	Objects []Object
 	// Prefixes are the common prefixes, each ending with the delimiter.
 	Prefixes []string
+	// Skipped holds, as the server sent them, the keys and common prefixes
+	// of this page that were left out: a url-encoded name that does not
+	// decode, or a name outside the requested prefix. Taking such a name
+	// as it came would show or open some other key, so it is dropped; the
+	// caller logs it. Skipped entries still count towards the page's size
+	// and the listing goes on past them.
+	Skipped []string
 	// NextToken is empty on the last page.
 	NextToken string
 }
@@ -104,9 +113,14 @@ var (
 	ErrInvalidObjectState = errors.New("object is archived")
 	ErrRestoreInProgress  = errors.New("restore already in progress")
 	ErrInvalidRange       = errors.New("invalid range")
-	ErrThrottled          = errors.New("throttled")
-	ErrUnreachable        = errors.New("endpoint unreachable")
-	ErrOther              = errors.New("request failed")
+	// ErrBadResponse is an answer that breaks the protocol: a ranged GET
+	// answered with other bytes than asked (a 200 with the whole object, a
+	// Content-Range elsewhere, a length that disagrees) or a body that ends
+	// short of or runs past its promised length. Its bytes are never used.
+	ErrBadResponse = errors.New("invalid response")
+	ErrThrottled   = errors.New("throttled")
+	ErrUnreachable = errors.New("endpoint unreachable")
+	ErrOther       = errors.New("request failed")
 )
 
 // Error is a failed request with what the server said about it.
