@@ -284,6 +284,11 @@ func (s *S3) Head(ctx context.Context, bucket, key string) (*Object, error) {
 
 // Get implements Store.
 func (s *S3) Get(ctx context.Context, in GetInput) (*GetOutput, error) {
+	if in.Length == 0 {
+		// HTTP has no zero-length range; "bytes=N-(N-1)" is malformed and a
+		// server may answer it with the whole object.
+		return nil, &Error{Op: "GetObject", Bucket: in.Bucket, Key: in.Key, Kind: ErrInvalidRange, Err: errors.New("zero-length read")}
+	}
 	req := &s3.GetObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(in.Key)}
 	if r := httpRange(in.Offset, in.Length); r != "" {
 		req.Range = aws.String(r)

@@ -364,7 +364,7 @@ func TestConnsCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := st.Get(context.Background(), GetInput{Bucket: "b", Key: "k"})
+	out, err := st.Get(context.Background(), GetInput{Bucket: "b", Key: "k", Length: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

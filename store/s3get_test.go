@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -227,6 +228,25 @@ func TestGet200(t *testing.T) {
 				t.Fatalf("read %d bytes (size %d), %v; want the whole object of %d", len(got), out.Object.Size, err, size)
 			}
 		})
+	}
+}
+
+// TestGetZeroLength: a read of no bytes fails with ErrInvalidRange and
+// sends nothing (its Range header would be malformed).
+func TestGetZeroLength(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Content-Length", fmt.Sprint(len(testObject)))
+		w.Write(testObject)
+	}))
+	defer srv.Close()
+	st := newTestS3(t, srv)
+	if _, err := st.Get(context.Background(), GetInput{Bucket: "b", Key: "k", Offset: 5, Length: 0}); !errors.Is(err, ErrInvalidRange) {
+		t.Errorf("Get of 0 bytes: %v, want ErrInvalidRange", err)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("%d requests sent, want none", n)
 	}
 }
 

@@ -89,7 +89,8 @@ type GetInput struct {
 	Bucket string
 	Key    string
 	Offset int64
-	// Length < 0 reads to the end of the object.
+	// Length < 0 reads to the end of the object; 0 is refused with
+	// ErrInvalidRange (HTTP cannot ask for no bytes).
 	Length int64
 	// IfMatch, when set, makes the read fail with ErrPreconditionFailed if
 	// the object's ETag differs.
