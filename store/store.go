@@ -27,6 +27,10 @@ type Store interface {
 	// Head returns an object's attributes.
 	Head(ctx context.Context, bucket, key string) (*Object, error)
 	// Get opens a ranged read of an object. The caller closes the body.
+	// An answer for other bytes than asked fails with ErrBadResponse; the
+	// body ends with io.EOF only after exactly the bytes asked for (fewer
+	// only where the object ends) and fails with ErrBadResponse if the
+	// server sends fewer or more.
 	Get(ctx context.Context, in GetInput) (*GetOutput, error)
 	// Restore asks for an archived object to be restored. A restore that
 	// is already running fails with ErrRestoreInProgress; an object that
