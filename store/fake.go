@@ -37,6 +37,8 @@ type fakeObject struct {
 	class    string
 	meta     map[string]string
 	restore  RestoreState
+	// unnamed marks a name the listing cannot decode (PutUnnamed).
+	unnamed bool
 }
 
 var _ Store = (*Fake)(nil)
@@ -95,12 +97,36 @@ func (f *Fake) PutObject(bucket, key string, data []byte, class string, meta map
 	}
 }
 
+// PutUnnamed adds an entry whose name a real listing could not decode, as
+// the server sent it (say "dir/bad%zz"). List reports it in
+// ListPage.Skipped, in key order and counting towards the page size, when
+// it lies under the prefix with no delimiter after it; it is never an
+// object, and HEAD, GET and restore do not find it. The fake never encodes
+// names, so this is the only way its pages have Skipped entries.
+func (f *Fake) PutUnnamed(bucket, raw string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.buckets[bucket] == nil {
+		f.buckets[bucket] = map[string]*fakeObject{}
+	}
+	f.buckets[bucket][raw] = &fakeObject{unnamed: true}
+}
+
+// object returns the object named key. REQUIRES: f.mu held.
+func (f *Fake) object(bucket, key string) (*fakeObject, bool) {
+	o, ok := f.buckets[bucket][key]
+	if !ok || o.unnamed {
+		return nil, false
+	}
+	return o, true
+}
+
 // Archive moves an object to an archived class, as a lifecycle rule does,
 // dropping any restored copy.
 func (f *Fake) Archive(bucket, key, class string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if o := f.buckets[bucket][key]; o != nil {
+	if o, ok := f.object(bucket, key); ok {
 		o.class, o.restore = class, RestoreState{}
 	}
 }
@@ -110,7 +136,7 @@ func (f *Fake) Archive(bucket, key, class string) {
 func (f *Fake) FinishRestore(bucket, key string, expiry time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if o := f.buckets[bucket][key]; o != nil {
+	if o, ok := f.object(bucket, key); ok {
 		o.restore = RestoreState{Requested: true, Expiry: expiry}
 	}
 }
@@ -211,9 +237,13 @@ func (f *Fake) List(ctx context.Context, in ListInput) (*ListPage, error) {
 		if in.Token != "" && k <= in.Token {
 			continue
 		}
+		o := objs[k]
 		entry := k
 		isPrefix := false
-		if in.Delimiter != "" {
+		if o.unnamed && in.Delimiter != "" && strings.Contains(k[len(in.Prefix):], in.Delimiter) {
+			continue
+		}
+		if in.Delimiter != "" && !o.unnamed {
 			rest := k[len(in.Prefix):]
 			if i := strings.Index(rest, in.Delimiter); i >= 0 {
 				entry = in.Prefix + rest[:i+len(in.Delimiter)]
@@ -231,12 +261,15 @@ func (f *Fake) List(ctx context.Context, in ListInput) (*ListPage, error) {
 			return page, nil
 		}
 		n++
-		if isPrefix {
+		switch {
+		case isPrefix:
 			page.Prefixes = append(page.Prefixes, entry)
 			// Resume after every key under this prefix.
 			last = entry
-		} else {
-			o := objs[k]
+		case o.unnamed:
+			page.Skipped = append(page.Skipped, k)
+			last = k
+		default:
 			page.Objects = append(page.Objects, Object{Key: k, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified, StorageClass: o.class, Restore: o.restore})
 			last = k
 		}
@@ -251,7 +284,7 @@ func (f *Fake) Head(ctx context.Context, bucket, key string) (*Object, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	o, ok := f.buckets[bucket][key]
+	o, ok := f.object(bucket, key)
 	if !ok {
 		return nil, fakeErr("HeadObject", bucket, key, 404, "NotFound", ErrNotFound)
 	}
@@ -265,7 +298,7 @@ func (f *Fake) Get(ctx context.Context, in GetInput) (*GetOutput, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	o, ok := f.buckets[in.Bucket][in.Key]
+	o, ok := f.object(in.Bucket, in.Key)
 	if !ok {
 		return nil, fakeErr("GetObject", in.Bucket, in.Key, 404, "NoSuchKey", ErrNotFound)
 	}
@@ -276,7 +309,7 @@ func (f *Fake) Get(ctx context.Context, in GetInput) (*GetOutput, error) {
 		return nil, fakeErr("GetObject", in.Bucket, in.Key, 412, "PreconditionFailed", ErrPreconditionFailed)
 	}
 	size := int64(len(o.data))
-	if in.Offset > size || (in.Offset == size && (in.Offset > 0 || in.Length >= 0)) {
+	if in.Length == 0 || in.Offset > size || (in.Offset == size && (in.Offset > 0 || in.Length >= 0)) {
 		return nil, fakeErr("GetObject", in.Bucket, in.Key, 416, "InvalidRange", ErrInvalidRange)
 	}
 	end := size
@@ -297,7 +330,7 @@ func (f *Fake) Restore(ctx context.Context, in RestoreInput) (RestoreOutcome, er
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	o, ok := f.buckets[in.Bucket][in.Key]
+	o, ok := f.object(in.Bucket, in.Key)
 	switch {
 	case !ok:
 		return 0, fakeErr("RestoreObject", in.Bucket, in.Key, 404, "NoSuchKey", ErrNotFound)

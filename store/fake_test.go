@@ -307,6 +307,7 @@ func TestFakeGetRange(t *testing.T) {
 		{name: "offset at the end", key: "ten", off: 10, length: 1, wantErr: ErrInvalidRange},
 		{name: "open range at the end", key: "ten", off: 10, length: -1, wantErr: ErrInvalidRange},
 		{name: "offset past the end", key: "ten", off: 11, length: 5, wantErr: ErrInvalidRange},
+		{name: "zero-length range inside", key: "ten", off: 3, length: 0, wantErr: ErrInvalidRange},
 		{name: "empty object whole", key: "empty", off: 0, length: -1, want: ""},
 		{name: "empty object with a range", key: "empty", off: 0, length: 1, wantErr: ErrInvalidRange},
 		{name: "empty object with a zero-length range", key: "empty", off: 0, length: 0, wantErr: ErrInvalidRange},
@@ -620,5 +621,53 @@ func TestFakeArchiveAndRestore(t *testing.T) {
 	f.FinishRestore("b", "set.mp3", time.Now().Add(-time.Minute))
 	if err := get(); !errors.Is(err, ErrInvalidObjectState) {
 		t.Errorf("GET after expiry: %v", err)
+	}
+}
+
+// TestFakeUnnamed: an entry added with PutUnnamed is reported in Skipped,
+// in key order and within the page size, never as an object or prefix;
+// pages continue past it, and HEAD and GET do not find it.
+func TestFakeUnnamed(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	f.Put("b", "dir/a", []byte("a"))
+	f.PutUnnamed("b", "dir/bad%zz")
+	f.PutUnnamed("b", "dir/sub/bad%zz")
+	f.Put("b", "dir/c", []byte("c"))
+	f.SetPageSize(1)
+	var keys, skipped []string
+	in := ListInput{Bucket: "b", Prefix: "dir/", Delimiter: "/"}
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("listing does not end")
+		}
+		page, err := f.List(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(page.Objects) + len(page.Prefixes) + len(page.Skipped); n > 1 {
+			t.Fatalf("page of %d entries, want at most 1", n)
+		}
+		for _, o := range page.Objects {
+			keys = append(keys, o.Key)
+		}
+		keys = append(keys, page.Prefixes...)
+		skipped = append(skipped, page.Skipped...)
+		if page.NextToken == "" {
+			break
+		}
+		in.Token = page.NextToken
+	}
+	if want := []string{"dir/a", "dir/c"}; !slices.Equal(keys, want) {
+		t.Errorf("entries = %q, want %q", keys, want)
+	}
+	if want := []string{"dir/bad%zz"}; !slices.Equal(skipped, want) {
+		t.Errorf("skipped = %q, want %q", skipped, want)
+	}
+	if _, err := f.Head(ctx, "b", "dir/bad%zz"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Head of an unnamed entry: %v, want ErrNotFound", err)
+	}
+	if _, err := f.Get(ctx, GetInput{Bucket: "b", Key: "dir/bad%zz", Length: -1}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get of an unnamed entry: %v, want ErrNotFound", err)
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"strconv"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -207,14 +207,25 @@ func (s *S3) List(ctx context.Context, in ListInput) (*ListPage, error) {
 	// Ask for restore state of archived objects; servers that do not know
 	// the header ignore it.
 	req.OptionalObjectAttributes = []types.OptionalObjectAttributes{types.OptionalObjectAttributesRestoreStatus}
+	// Keys come url-encoded where the server honours this: XML 1.0 cannot
+	// carry U+0001 and its kin, and one such key would otherwise make the
+	// whole page undecodable. The SDK does not decode them itself.
+	req.EncodingType = types.EncodingTypeUrl
 	resp, err := s.client.ListObjectsV2(ctx, req)
 	if err != nil {
 		return nil, wrapErr("ListObjectsV2", in.Bucket, in.Prefix, err)
 	}
+	// A server that ignores encoding-type sends raw names and says nothing.
+	encoded := strings.EqualFold(string(resp.EncodingType), string(types.EncodingTypeUrl))
 	page := &ListPage{}
 	for _, o := range resp.Contents {
+		key, ok := listedName(aws.ToString(o.Key), in.Prefix, encoded)
+		if !ok {
+			page.Skipped = append(page.Skipped, aws.ToString(o.Key))
+			continue
+		}
 		obj := Object{
-			Key:          aws.ToString(o.Key),
+			Key:          key,
 			Size:         aws.ToInt64(o.Size),
 			ETag:         aws.ToString(o.ETag),
 			LastModified: aws.ToTime(o.LastModified),
@@ -226,12 +237,32 @@ func (s *S3) List(ctx context.Context, in ListInput) (*ListPage, error) {
 		page.Objects = append(page.Objects, obj)
 	}
 	for _, p := range resp.CommonPrefixes {
-		page.Prefixes = append(page.Prefixes, aws.ToString(p.Prefix))
+		prefix, ok := listedName(aws.ToString(p.Prefix), in.Prefix, encoded)
+		if !ok {
+			page.Skipped = append(page.Skipped, aws.ToString(p.Prefix))
+			continue
+		}
+		page.Prefixes = append(page.Prefixes, prefix)
 	}
 	if aws.ToBool(resp.IsTruncated) {
 		page.NextToken = aws.ToString(resp.NextContinuationToken)
 	}
 	return page, nil
+}
+
+// listedName turns a key or common prefix as listed into the stored name:
+// decoded when the page is url-encoded (S3 encodes as a query string, a
+// space as '+'). It fails for a name that does not decode, or that lies
+// outside the requested prefix, rather than guess.
+func listedName(raw, prefix string, encoded bool) (string, bool) {
+	name := raw
+	if encoded {
+		var err error
+		if name, err = url.QueryUnescape(raw); err != nil {
+			return "", false
+		}
+	}
+	return name, strings.HasPrefix(name, prefix)
 }
 
 // Head implements Store.
@@ -253,6 +284,11 @@ func (s *S3) Head(ctx context.Context, bucket, key string) (*Object, error) {
 
 // Get implements Store.
 func (s *S3) Get(ctx context.Context, in GetInput) (*GetOutput, error) {
+	if in.Length == 0 {
+		// HTTP has no zero-length range; "bytes=N-(N-1)" is malformed and a
+		// server may answer it with the whole object.
+		return nil, &Error{Op: "GetObject", Bucket: in.Bucket, Key: in.Key, Kind: ErrInvalidRange, Err: errors.New("zero-length read")}
+	}
 	req := &s3.GetObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(in.Key)}
 	if r := httpRange(in.Offset, in.Length); r != "" {
 		req.Range = aws.String(r)
@@ -264,14 +300,24 @@ func (s *S3) Get(ctx context.Context, in GetInput) (*GetOutput, error) {
 	if err != nil {
 		return nil, wrapErr("GetObject", in.Bucket, in.Key, err)
 	}
-	size := aws.ToInt64(resp.ContentLength)
-	if cr := aws.ToString(resp.ContentRange); cr != "" {
-		if total, ok := parseContentRangeTotal(cr); ok {
-			size = total
-		}
+	a := getAnswer{contentRange: aws.ToString(resp.ContentRange), contentLength: -1}
+	if resp.ContentLength != nil {
+		a.contentLength = *resp.ContentLength
+	}
+	if raw, ok := awsmiddleware.GetRawResponse(resp.ResultMetadata).(*smithyhttp.Response); ok {
+		a.status = raw.StatusCode
+	}
+	reqID, _ := awsmiddleware.GetRequestIDMetadata(resp.ResultMetadata)
+	fail := func(err error) error {
+		return &Error{Op: "GetObject", Bucket: in.Bucket, Key: in.Key, Status: a.status, RequestID: reqID, Kind: ErrBadResponse, Err: err}
+	}
+	n, size, err := checkGet(in.Offset, in.Length, a)
+	if err != nil {
+		resp.Body.Close()
+		return nil, fail(err)
 	}
 	return &GetOutput{
-		Body: resp.Body,
+		Body: &checkedBody{rc: resp.Body, fail: fail, promised: n, left: n},
 		Object: Object{
 			Key:          in.Key,
 			Size:         size,
@@ -304,16 +350,6 @@ func (s *S3) Restore(ctx context.Context, in RestoreInput) (RestoreOutcome, erro
 func parseRestoreHeader(h *string) RestoreState {
 	st, _ := ParseRestore(aws.ToString(h))
 	return st
-}
-
-// parseContentRangeTotal reads the total from "bytes 0-99/1234".
-func parseContentRangeTotal(cr string) (int64, bool) {
-	i := strings.LastIndexByte(cr, '/')
-	if i < 0 || i == len(cr)-1 {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(cr[i+1:], 10, 64)
-	return n, err == nil
 }
 
 // wrapErr classifies an SDK error into an *Error of one kind.

@@ -26,7 +26,7 @@ import (
 // allKinds is every error kind a Store error may wrap.
 var allKinds = []error{
 	ErrNotFound, ErrAccessDenied, ErrPreconditionFailed, ErrInvalidObjectState,
-	ErrInvalidRange, ErrThrottled, ErrUnreachable, ErrOther,
+	ErrInvalidRange, ErrBadResponse, ErrThrottled, ErrUnreachable, ErrOther,
 }
 
 // sdkResponseErr builds the error chain aws-sdk-go-v2 returns when the server
@@ -228,30 +228,34 @@ func TestErrorCode(t *testing.T) {
 	}
 }
 
-// TestParseContentRangeTotal reads the object size from Content-Range
-// headers, including the 416 form and headers without a known total.
-func TestParseContentRangeTotal(t *testing.T) {
+// TestParseContentRange reads "bytes S-E/T" and refuses every other form:
+// the 416 form, an unknown total, ranges out of order or past the total.
+func TestParseContentRange(t *testing.T) {
 	tests := []struct {
-		in     string
-		want   int64
-		wantOK bool
+		in      string
+		s, e, t int64
+		wantErr bool
 	}{
-		{in: "bytes 0-99/1234", want: 1234, wantOK: true},
-		{in: "bytes 100-199/200", want: 200, wantOK: true},
-		{in: "bytes 0-0/1", want: 1, wantOK: true},
-		{in: "bytes */5000", want: 5000, wantOK: true},
-		{in: "bytes 0-1048575/5497558138880", want: 5497558138880, wantOK: true},
-		{in: "bytes 0-99/*"},
-		{in: "bytes 0-99/"},
-		{in: "bytes 0-99"},
-		{in: ""},
-		{in: "bytes 0-99/12x"},
+		{in: "bytes 0-99/1234", s: 0, e: 99, t: 1234},
+		{in: "bytes 100-199/200", s: 100, e: 199, t: 200},
+		{in: "bytes 0-0/1", s: 0, e: 0, t: 1},
+		{in: "bytes 1099511627776-1099512676351/5497558138880", s: 1 << 40, e: 1<<40 + 1<<20 - 1, t: 5497558138880},
+		{in: "bytes */5000", wantErr: true},
+		{in: "bytes 0-99/*", wantErr: true},
+		{in: "bytes 0-99/", wantErr: true},
+		{in: "bytes 0-99", wantErr: true},
+		{in: "", wantErr: true},
+		{in: "bytes 0-99/12x", wantErr: true},
+		{in: "bytes 10-9/100", wantErr: true},
+		{in: "bytes 0-100/100", wantErr: true},
+		{in: "bytes -1-5/100", wantErr: true},
+		{in: "items 0-9/100", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, ok := parseContentRangeTotal(tt.in)
-			if ok != tt.wantOK || (ok && got != tt.want) {
-				t.Errorf("parseContentRangeTotal(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.wantOK)
+			s, e, total, err := parseContentRange(tt.in)
+			if (err != nil) != tt.wantErr || (err == nil && (s != tt.s || e != tt.e || total != tt.t)) {
+				t.Errorf("parseContentRange(%q) = %d, %d, %d, %v; want %d, %d, %d, error %v", tt.in, s, e, total, err, tt.s, tt.e, tt.t, tt.wantErr)
 			}
 		})
 	}
@@ -360,7 +364,7 @@ func TestConnsCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := st.Get(context.Background(), GetInput{Bucket: "b", Key: "k"})
+	out, err := st.Get(context.Background(), GetInput{Bucket: "b", Key: "k", Length: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

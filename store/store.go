@@ -27,6 +27,10 @@ type Store interface {
 	// Head returns an object's attributes.
 	Head(ctx context.Context, bucket, key string) (*Object, error)
 	// Get opens a ranged read of an object. The caller closes the body.
+	// An answer for other bytes than asked fails with ErrBadResponse; the
+	// body ends with io.EOF only after exactly the bytes asked for (fewer
+	// only where the object ends) and fails with ErrBadResponse if the
+	// server sends fewer or more.
 	Get(ctx context.Context, in GetInput) (*GetOutput, error)
 	// Restore asks for an archived object to be restored. A restore that
 	// is already running fails with ErrRestoreInProgress; an object that
@@ -66,11 +70,20 @@ type ListInput struct {
 	MaxKeys int32
 }
 
-// ListPage is one page of a listing.
+// ListPage is one page of a listing. Every key in Objects and every entry
+// of Prefixes is exactly as stored and starts with the request's Prefix; a
+// key bucketfs cannot name for sure goes to Skipped instead.
 type ListPage struct {
 	Objects []Object
 	// Prefixes are the common prefixes, each ending with the delimiter.
 	Prefixes []string
+	// Skipped holds, as the server sent them, the keys and common prefixes
+	// of this page that were left out: a url-encoded name that does not
+	// decode, or a name outside the requested prefix. Taking such a name
+	// as it came would show or open some other key, so it is dropped; the
+	// caller logs it. Skipped entries still count towards the page's size
+	// and the listing goes on past them.
+	Skipped []string
 	// NextToken is empty on the last page.
 	NextToken string
 }
@@ -80,7 +93,8 @@ type GetInput struct {
 	Bucket string
 	Key    string
 	Offset int64
-	// Length < 0 reads to the end of the object.
+	// Length < 0 reads to the end of the object; 0 is refused with
+	// ErrInvalidRange (HTTP cannot ask for no bytes).
 	Length int64
 	// IfMatch, when set, makes the read fail with ErrPreconditionFailed if
 	// the object's ETag differs.
@@ -104,9 +118,14 @@ var (
 	ErrInvalidObjectState = errors.New("object is archived")
 	ErrRestoreInProgress  = errors.New("restore already in progress")
 	ErrInvalidRange       = errors.New("invalid range")
-	ErrThrottled          = errors.New("throttled")
-	ErrUnreachable        = errors.New("endpoint unreachable")
-	ErrOther              = errors.New("request failed")
+	// ErrBadResponse is an answer that breaks the protocol: a ranged GET
+	// answered with other bytes than asked (a 200 with the whole object, a
+	// Content-Range elsewhere, a length that disagrees) or a body that ends
+	// short of or runs past its promised length. Its bytes are never used.
+	ErrBadResponse = errors.New("invalid response")
+	ErrThrottled   = errors.New("throttled")
+	ErrUnreachable = errors.New("endpoint unreachable")
+	ErrOther       = errors.New("request failed")
 )
 
 // Error is a failed request with what the server said about it.
