@@ -271,6 +271,9 @@ func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 		if err != nil {
 			return nil, err
 		}
+		for _, raw := range page.Skipped {
+			d.m.logOnce("skipping listed key that does not decode or lies outside the directory", d.bucket, raw)
+		}
 		for _, p := range page.Prefixes {
 			rest, ok := strings.CutPrefix(p, d.prefix)
 			name, isDir := strings.CutSuffix(rest, "/")
@@ -301,7 +304,7 @@ func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 		if page.NextToken == "" {
 			return entries, nil
 		}
-		if len(page.Objects) == 0 && len(page.Prefixes) == 0 {
+		if len(page.Objects) == 0 && len(page.Prefixes) == 0 && len(page.Skipped) == 0 {
 			empty++
 		} else {
 			empty = 0

@@ -619,3 +619,22 @@ func TestLogOnceBounded(t *testing.T) {
 		t.Errorf("%d warnings suppressed, want 100", n)
 	}
 }
+
+// TestListingSkippedKeys checks that keys the store could not name (it
+// reports them in ListPage.Skipped) leave the rest of the directory listed.
+func TestListingSkippedKeys(t *testing.T) {
+	f := store.NewFake()
+	f.Put("b", "d/ok", []byte("x"))
+	f.PutUnnamed("b", "d/bad%zz")
+	d := testDir(t, Config{Store: f, Bucket: "b", Prefix: "d/", Log: discardLog()})
+	entries, err := d.listAll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries["ok"].obj.Key != "d/ok" {
+		t.Errorf("entries %v, want only ok", entries)
+	}
+	if !d.m.logged["skipping listed key that does not decode or lies outside the directory\x00b\x00d/bad%zz"] {
+		t.Errorf("skipped key not logged: %v", d.m.logged)
+	}
+}
