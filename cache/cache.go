@@ -35,10 +35,15 @@ type Key struct {
 	Object string
 	ETag   string
 	Index  int64
+	// Offset and Length are the object bytes the block holds. They are
+	// part of the key (and of every disk block's header), so a block cut
+	// at another block size is never taken for this one.
+	Offset, Length int64
 }
 
 func (k Key) String() string {
-	return k.Bucket + "\x00" + k.Object + "\x00" + k.ETag + "\x00" + strconv.FormatInt(k.Index, 10)
+	return k.Bucket + "\x00" + k.Object + "\x00" + k.ETag + "\x00" + strconv.FormatInt(k.Index, 10) +
+		"\x00" + strconv.FormatInt(k.Offset, 10) + "+" + strconv.FormatInt(k.Length, 10)
 }
 
 // Stats are the cache's counters. They only grow, except Resident.

@@ -28,6 +28,7 @@ import (
 // restarts of the daemon and reboots of the machine:
 //
 //	DIR/CACHEDIR.TAG         marks DIR as a cache (backup tools skip it)
+//	DIR/BUCKETFS-CACHE       marks DIR as bucketfs's, with its format version
 //	DIR/lock                 flock()ed by the daemon using DIR; holds its pid
 //	DIR/blocks/ab/cdef...    one file per block, named by the SHA-256 of its key
 //	DIR/tmp/                 blocks being written; emptied at start
@@ -48,10 +49,17 @@ import (
 // since a block's file name follows from its key.
 
 const (
-	diskMagic     = "BFSBLK02"
+	diskMagic     = "BFSBLK03"
 	diskHeaderLen = 24 // magic, key length, data length, CRC-32C
 	// diskPage is where a block's bytes start; header and key fit before.
 	diskPage    = 4096
+	// formatFile holds formatLine; a directory without it is not ours,
+	// whatever else it holds.
+	formatFile = "BUCKETFS-CACHE"
+	// formatLine names the layout. Format 3 keys blocks by their byte
+	// range; a directory of another format is emptied of bucketfs's own
+	// files and started afresh.
+	formatLine  = "bucketfs block cache, format 3\n"
 	cacheDirTag = "Signature: 8a477f597d28d172789f06886806bc55\n" +
 		"# This directory is a bucketfs block cache. Its files can be deleted\n" +
 		"# while no bucketfs uses it; see https://bford.info/cachedir/\n"
@@ -162,12 +170,25 @@ func OpenDisk(cfg DiskConfig) (*Disk, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareDir(dir); err != nil {
+	stale, err := prepareDir(dir)
+	if err != nil {
 		return nil, err
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
+	}
+	if stale != "" {
+		cfg.Log.WithFields(logrus.Fields{"dir": dir, "was": stale}).
+			Warn("disk cache: the directory holds blocks of another format; starting it afresh")
+		err := os.RemoveAll(filepath.Join(dir, "blocks"))
+		if err == nil {
+			err = markFormat(dir)
+		}
+		if err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("cache directory %s: %v", dir, err)
+		}
 	}
 	d := &Disk{
 		dir: dir, maxBytes: cfg.MaxBytes, log: cfg.Log, lock: lock,
@@ -206,26 +227,48 @@ func OpenDisk(cfg DiskConfig) (*Disk, error) {
 }
 
 // prepareDir creates dir with mode 0700, or checks that an existing dir is
-// empty or already a bucketfs cache, and makes it 0700.
-func prepareDir(dir string) error {
+// empty or a bucketfs cache, and makes it 0700. A directory is a bucketfs
+// cache when it holds bucketfs's format file, or (from releases before the
+// format file) exactly the CACHEDIR.TAG bucketfs wrote: a tag another tool
+// wrote (cargo, ccache) does not make a directory ours. It reports a cache
+// of another format as stale: the caller, once it holds the lock, empties
+// bucketfs's own blocks/ and tmp/ and calls markFormat.
+func prepareDir(dir string) (stale string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating cache directory: %v", err)
+		return "", fmt.Errorf("creating cache directory: %v", err)
 	}
-	tag := filepath.Join(dir, "CACHEDIR.TAG")
-	if _, err := os.Stat(tag); err != nil {
+	format, ferr := os.ReadFile(filepath.Join(dir, formatFile))
+	tag, _ := os.ReadFile(filepath.Join(dir, "CACHEDIR.TAG"))
+	switch {
+	case ferr == nil && string(format) == formatLine:
+	case ferr == nil && strings.HasPrefix(string(format), "bucketfs block cache"):
+		stale = strings.TrimSpace(string(format))
+	case ferr != nil && string(tag) == cacheDirTag:
+		stale = "a bucketfs cache without a format file"
+	default:
 		names, err := readDirNames(dir)
 		if err != nil {
-			return fmt.Errorf("cache directory %s: %v", dir, err)
+			return "", fmt.Errorf("cache directory %s: %v", dir, err)
 		}
 		if len(names) > 0 {
-			return fmt.Errorf("cache directory %s is not empty and is not a bucketfs cache; give an empty or new directory", dir)
+			return "", fmt.Errorf("cache directory %s is not empty and is not a bucketfs cache; give an empty or new directory", dir)
 		}
-		if err := os.WriteFile(tag, []byte(cacheDirTag), 0o600); err != nil {
-			return fmt.Errorf("cache directory %s: %v", dir, err)
+		if err := markFormat(dir); err != nil {
+			return "", err
 		}
 	}
 	// Cached blocks are object data: only the daemon's user may read them.
-	return os.Chmod(dir, 0o700)
+	return stale, os.Chmod(dir, 0o700)
+}
+
+// markFormat writes the files that make dir a bucketfs cache of this format.
+func markFormat(dir string) error {
+	for name, content := range map[string]string{"CACHEDIR.TAG": cacheDirTag, formatFile: formatLine} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			return fmt.Errorf("cache directory %s: %v", dir, err)
+		}
+	}
+	return nil
 }
 
 func readDirNames(dir string) ([]string, error) {

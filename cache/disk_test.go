@@ -377,3 +377,83 @@ func TestDiskDeferredWrites(t *testing.T) {
 		t.Errorf("%d of 40 blocks written", written)
 	}
 }
+
+// TestDiskBlockOfOtherRange writes a block under one byte range and reads
+// it under keys of the same index cut at other block sizes: none of them
+// finds it, so a block cut at another size is never served.
+func TestDiskBlockOfOtherRange(t *testing.T) {
+	d := openDisk(t, t.TempDir(), 1<<30)
+	defer d.Close()
+	k := Key{Bucket: "b", Object: "o", ETag: "e", Index: 1, Offset: 4 << 20, Length: 2 << 20}
+	data := blockData(1, 2<<20)
+	if err := d.Write(k, data); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2<<20)
+	if !d.Read(k, buf) || !bytes.Equal(buf, data) {
+		t.Fatal("block not read back under its own key")
+	}
+	for _, other := range []Key{
+		{Bucket: "b", Object: "o", ETag: "e", Index: 1, Offset: 2 << 20, Length: 2 << 20}, // 2 MiB blocks
+		{Bucket: "b", Object: "o", ETag: "e", Index: 1, Offset: 4 << 20, Length: 1 << 20}, // shorter last block
+	} {
+		if d.Has(other) || d.Read(other, make([]byte, other.Length)) {
+			t.Errorf("block of %d+%d served for %d+%d", k.Offset, k.Length, other.Offset, other.Length)
+		}
+	}
+}
+
+// TestDiskRefusesForeignCacheTag opens a directory that another tool
+// marked with a CACHEDIR.TAG: it is refused and nothing in it is touched,
+// its tmp/ included.
+func TestDiskRefusesForeignCacheTag(t *testing.T) {
+	dir := t.TempDir()
+	cargo := "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cargo.\n"
+	os.WriteFile(filepath.Join(dir, "CACHEDIR.TAG"), []byte(cargo), 0o644)
+	os.Mkdir(filepath.Join(dir, "tmp"), 0o755)
+	os.WriteFile(filepath.Join(dir, "tmp", "keep"), []byte("work"), 0o644)
+	_, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30})
+	if err == nil || !strings.Contains(err.Error(), "not a bucketfs cache") {
+		t.Fatalf("open of a cargo-tagged directory: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "tmp", "keep")); err != nil || string(got) != "work" {
+		t.Errorf("tmp/keep after the refusal: %q, %v", got, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "CACHEDIR.TAG")); string(got) != cargo {
+		t.Errorf("the foreign tag was rewritten: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, formatFile)); err == nil {
+		t.Error("a format file was written into a refused directory")
+	}
+}
+
+// TestDiskStartsOtherFormatAfresh opens cache directories of an earlier
+// layout (bucketfs's own tag without a format file, and a format file of
+// another version): their block files are removed, the directory gets the
+// current format file, and blocks written then read back.
+func TestDiskStartsOtherFormatAfresh(t *testing.T) {
+	for name, marker := range map[string][2]string{
+		"tag only":     {"CACHEDIR.TAG", cacheDirTag},
+		"older format": {formatFile, "bucketfs block cache, format 2\n"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, marker[0]), []byte(marker[1]), 0o600)
+			old := filepath.Join(dir, "blocks", "ab", "cdef")
+			os.MkdirAll(filepath.Dir(old), 0o700)
+			os.WriteFile(old, []byte("a block cut at another size"), 0o600)
+			d := openDisk(t, dir, 1<<30)
+			defer d.Close()
+			if _, err := os.Stat(old); err == nil {
+				t.Error("a block file of the earlier layout survived")
+			}
+			if got, _ := os.ReadFile(filepath.Join(dir, formatFile)); string(got) != formatLine {
+				t.Errorf("format file %q, want %q", got, formatLine)
+			}
+			if err := d.Write(key(0), blockData(0, dbs)); err != nil {
+				t.Fatal(err)
+			}
+			mustRead(t, d, 0)
+		})
+	}
+}

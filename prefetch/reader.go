@@ -87,7 +87,7 @@ var (
 
 func (r *Reader) blockLen(idx int64) int64 { return r.m.blockLen(r.v, idx) }
 
-func (r *Reader) key(idx int64) cache.Key { return blockKey(r.v, idx) }
+func (r *Reader) key(idx int64) cache.Key { return r.m.blockKey(r.v, idx) }
 
 // ReadAt fills p from off. It implements fs.ObjectReader.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {

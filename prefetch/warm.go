@@ -113,7 +113,7 @@ func (m *Manager) warmOnce(ctx context.Context, v store.Version, a, b, reserve i
 	var missing []cache.Key
 	var bytes int64
 	for idx := a; idx < b; idx++ {
-		k := blockKey(v, idx)
+		k := m.blockKey(v, idx)
 		if !d.Has(k) {
 			missing = append(missing, k)
 			bytes += m.blockLen(v, idx)
@@ -179,16 +179,18 @@ func (m *Manager) CachedBytes(v store.Version) int64 {
 	var n int64
 	blocks := (v.Size + m.cfg.BlockSize - 1) / m.cfg.BlockSize
 	for idx := int64(0); idx < blocks; idx++ {
-		if m.cfg.Disk.Has(blockKey(v, idx)) {
+		if m.cfg.Disk.Has(m.blockKey(v, idx)) {
 			n += m.blockLen(v, idx)
 		}
 	}
 	return n
 }
 
-// blockKey is the cache key of block idx of v.
-func blockKey(v store.Version, idx int64) cache.Key {
-	return cache.Key{Bucket: v.Bucket, Object: v.Key, ETag: v.ETag, Index: idx}
+// blockKey is the cache key of block idx of v: the version and the byte
+// range the block holds.
+func (m *Manager) blockKey(v store.Version, idx int64) cache.Key {
+	return cache.Key{Bucket: v.Bucket, Object: v.Key, ETag: v.ETag, Index: idx,
+		Offset: idx * m.cfg.BlockSize, Length: m.blockLen(v, idx)}
 }
 
 // blockLen is the size of block idx of v (the last one may be short).
