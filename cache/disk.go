@@ -52,7 +52,7 @@ const (
 	diskMagic     = "BFSBLK03"
 	diskHeaderLen = 24 // magic, key length, data length, CRC-32C
 	// diskPage is where a block's bytes start; header and key fit before.
-	diskPage    = 4096
+	diskPage = 4096
 	// formatFile holds formatLine; a directory without it is not ours,
 	// whatever else it holds.
 	formatFile = "BUCKETFS-CACHE"
