@@ -50,6 +50,14 @@ func checkAccess(ctx context.Context, perm os.FileMode, uid, gid uint32, want ui
 	return 0
 }
 
+// callerUID is the uid of ctx's caller, for messages; -1 when unknown.
+func callerUID(ctx context.Context) int64 {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return int64(c.Uid)
+	}
+	return -1
+}
+
 var (
 	_ = (gofs.NodeAccesser)((*base)(nil))
 	_ = (gofs.NodeMkdirer)((*base)(nil))

@@ -12,7 +12,6 @@ import (
 
 	"github.com/bucketfs/bucketfs/store"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
-	"github.com/sirupsen/logrus"
 )
 
 // Archived objects (GLACIER, DEEP_ARCHIVE) cannot be read until a restore
@@ -155,46 +154,9 @@ func (f *fileNode) noteRestoring() {
 	f.watchRestore()
 }
 
-// watchRestore re-checks a running restore with HEAD on a backoff schedule
-// until it completes (or the mount ends), then makes the file readable
-// without a remount. One watcher runs per file.
-func (f *fileNode) watchRestore() {
-	f.mu.Lock()
-	if f.watching {
-		f.mu.Unlock()
-		return
-	}
-	f.watching = true
-	f.mu.Unlock()
-	go func() {
-		defer func() {
-			f.mu.Lock()
-			f.watching = false
-			f.mu.Unlock()
-		}()
-		delay := f.m.cfg.RestorePoll
-		for {
-			select {
-			case <-f.m.ctx.Done():
-				return
-			case <-time.After(delay):
-			}
-			_, err := f.revalidate(f.m.ctx)
-			if errors.Is(err, store.ErrNotFound) {
-				return // the object is gone
-			} else if err != nil {
-				f.log().WithError(err).Debug("checking a restore")
-			} else if s, o := f.state(); s == restored {
-				f.log().WithFields(logrus.Fields{"path": f.path(), "expiry": o.Restore.Expiry}).Warn("restore complete: the file is readable")
-				return
-			} else if s != restoring {
-				f.log().WithField("path", f.path()).Warn("restore ended without a readable copy")
-				return
-			}
-			delay = min(delay*2, 16*f.m.cfg.RestorePoll)
-		}
-	}()
-}
+// watchRestore has the mount's restore watcher check the running restore
+// until it completes, then make the file readable without a remount.
+func (f *fileNode) watchRestore() { f.m.restores.watch(f) }
 
 // sawArchived handles a GET answered 403 InvalidObjectState: the object
 // was archived after it was listed. Its attributes are refreshed and it
@@ -299,6 +261,11 @@ func (f *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.
 // number of days (optionally followed by a tier: "3 Bulk") restores the
 // object; setting user.bucketfs.warm fetches it into the disk cache. Every
 // other attribute is read-only.
+//
+// A restore is billed to the bucket's owner, and on an allow_other mount
+// any local user reaches this: only a caller who may read the file (by the
+// mode it has once restored, its owner and group) or root may start one.
+// Others get EACCES and nothing is sent. Warming checks the same.
 func (f *fileNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
 	if attr == xattrWarm {
 		return f.warm(ctx)
@@ -306,12 +273,18 @@ func (f *fileNode) Setxattr(ctx context.Context, attr string, data []byte, flags
 	if attr != xattrRestore {
 		return syscall.EROFS
 	}
+	if errno := checkAccess(ctx, f.m.cfg.FileMode, f.m.cfg.UID, f.m.cfg.GID, rOK); errno != 0 {
+		f.log().WithField("uid", callerUID(ctx)).Warn("restore refused: the caller may not read the file")
+		return errno
+	}
 	days, tier, err := parseRestoreValue(string(data))
 	if err != nil {
 		f.log().WithError(err).Warn("bad user.s3.restore value")
 		return syscall.EINVAL
 	}
-	err = f.startRestore(ctx, days, tier)
+	// A restore once asked for is seen through: an interrupted caller
+	// (a signal) must not leave it sent but unrecorded.
+	err = f.startRestore(context.WithoutCancel(ctx), days, tier)
 	switch {
 	case err == nil, errors.Is(err, store.ErrRestoreInProgress):
 		f.invalidate()

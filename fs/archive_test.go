@@ -94,3 +94,41 @@ func TestCheckAccess(t *testing.T) {
 }
 
 func osMode(p uint32) os.FileMode { return os.FileMode(p) }
+
+// TestRestoreNeedsReadPermission sets user.s3.restore as callers of a
+// shared mount with files 0640 owned by 1000:1000: another user gets
+// EACCES and no restore is sent; the owner, the group and root start one.
+func TestRestoreNeedsReadPermission(t *testing.T) {
+	as := func(uid, gid uint32) context.Context {
+		return &fuse.Context{Caller: fuse.Caller{Owner: fuse.Owner{Uid: uid, Gid: gid}}}
+	}
+	for _, c := range []struct {
+		name     string
+		ctx      context.Context
+		want     syscall.Errno
+		restores int64
+	}{
+		{"other user", as(2000, 2000), syscall.EACCES, 0},
+		{"owner", as(1000, 5), 0, 1},
+		{"group", as(3000, 1000), 0, 1},
+		{"root", as(0, 0), 0, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := store.NewFake()
+			f.Put("b", "old.mp3", []byte("archived set"))
+			f.Archive("b", "old.mp3", "GLACIER")
+			cfg, _, _ := testConfig(f, "b")
+			cfg.UID, cfg.GID, cfg.FileMode = 1000, 1000, 0o640
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel) // ends the restore's watcher
+			cfg.Ctx = ctx
+			n := testFile(t, cfg, f, "old.mp3")
+			if got := n.Setxattr(c.ctx, xattrRestore, []byte("3"), 0); got != c.want {
+				t.Errorf("Setxattr = %v, want %v", got, c.want)
+			}
+			if got := f.Calls("RestoreObject"); got != c.restores {
+				t.Errorf("%d RestoreObject calls, want %d", got, c.restores)
+			}
+		})
+	}
+}

@@ -34,8 +34,6 @@ type fileNode struct {
 	// forcedArchived is set when a GET found the object archived though
 	// its metadata did not say so.
 	forcedArchived bool
-	// watching is set while a goroutine watches a running restore.
-	watching bool
 	// expiryTimer drops the kernel's cached mode when a restored copy
 	// expires.
 	expiryTimer *time.Timer

@@ -76,6 +76,9 @@ type Config struct {
 	// RestorePoll is the first interval between HEADs checking a running
 	// restore; it doubles up to 16 times that. Zero means one minute.
 	RestorePoll time.Duration
+	// RestoreCheckRate caps the HEADs per second checking running
+	// restores, for all files together; zero means 50.
+	RestoreCheckRate float64
 	// Ctx bounds background work (restore watchers); nil means none.
 	Ctx context.Context
 }
@@ -105,6 +108,8 @@ type mountState struct {
 	logged map[string]bool
 	// inodes numbers every key the kernel sees.
 	inodes *inodeTable
+	// restores checks running restores.
+	restores *restoreWatcher
 }
 
 // ino returns the inode number of bucket and key (directory keys end in
@@ -178,10 +183,14 @@ func NewRoot(cfg Config) gofs.InodeEmbedder {
 	if cfg.RestorePoll == 0 {
 		cfg.RestorePoll = time.Minute
 	}
+	if cfg.RestoreCheckRate == 0 {
+		cfg.RestoreCheckRate = 50
+	}
 	if cfg.Ctx == nil {
 		cfg.Ctx = context.Background()
 	}
 	m := &mountState{cfg: cfg, log: cfg.Log, now: cfg.Now, started: cfg.Now(), ctx: cfg.Ctx, inodes: newInodeTable()}
+	m.restores = newRestoreWatcher(m, cfg.RestoreCheckRate)
 	if cfg.Bucket == "" {
 		return &bucketsNode{base: base{m: m}}
 	}

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -289,4 +290,47 @@ func TestOddKeysInListing(t *testing.T) {
 	if strings.Count(m.Log(), "object and directory share a name") != 1 {
 		t.Errorf("clash not logged exactly once:\n%s", m.Log())
 	}
+}
+
+// TestRestoreManyFiles restores 2,000 archived files with `bucketfs
+// restore DIR` and watches the daemon while they run: the checks of running
+// restores hold the daemon's goroutines under a few hundred (one watcher
+// for all, not one per file) and the HEADs per second at the store under
+// --restore-check-rate, even when every file's first check falls due in
+// the same second.
+func TestRestoreManyFiles(t *testing.T) {
+	const files, rate = 2000, 20
+	objects := map[string][]byte{}
+	for i := range files {
+		objects[fmt.Sprintf("archive/set-%04d.mp3", i)] = []byte("x")
+	}
+	b := newBucket(t, objects)
+	addr := freeAddr(t)
+	m, px := proxiedMount(t, b, "--metrics-addr", addr, "--restore-check-interval", "1s", "--restore-check-rate", fmt.Sprint(rate))
+	px.SetRestoreDelay(time.Hour)
+	for k := range objects {
+		px.Archive(b, k, "GLACIER")
+	}
+	out, err := exec.Command(bin, "restore", "--days", "1", filepath.Join(m.Dir, "archive")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("started %d,", files)) {
+		t.Fatalf("bucketfs restore: %v\n%s", err, out)
+	}
+	heads0, start := px.Stats().Heads, time.Now()
+	maxG := 0.0
+	for time.Since(start) < 4*time.Second {
+		maxG = max(maxG, scrape(t, addr)["go_goroutines"])
+		time.Sleep(200 * time.Millisecond)
+	}
+	heads, elapsed := px.Stats().Heads-heads0, time.Since(start)
+	if maxG > 300 {
+		t.Errorf("daemon ran %v goroutines while %d restores ran, want under 300", maxG, files)
+	}
+	// +3: HEADs under way when the window opened and closed.
+	if limit := int64(rate*elapsed.Seconds()) + 3; heads > limit {
+		t.Errorf("%d HEADs in %v, above --restore-check-rate %d/s (limit %d)", heads, elapsed, rate, limit)
+	}
+	if heads == 0 {
+		t.Errorf("no HEAD checked a running restore in %v", elapsed)
+	}
+	t.Logf("%d restores: at most %v goroutines, %d HEADs in %v", files, maxG, heads, elapsed.Round(time.Millisecond))
 }

@@ -132,10 +132,11 @@ func runMount(o *mountOptions) error {
 		MetadataTTL: o.MetadataTTL,
 		NegativeTTL: o.NegativeTTL,
 
-		Mountpoint:      mnt,
-		AutoRestoreDays: o.AutoRestoreDays,
-		RestorePoll:     o.RestoreCheck,
-		Ctx:             bgCtx,
+		Mountpoint:       mnt,
+		AutoRestoreDays:  o.AutoRestoreDays,
+		RestorePoll:      o.RestoreCheck,
+		RestoreCheckRate: o.RestoreRate,
+		Ctx:              bgCtx,
 	}
 	server, err := bfs.Mount(mnt, cfg, bfs.MountOptions{AllowOther: o.AllowOther, Debug: o.DebugFUSE})
 	if err != nil {

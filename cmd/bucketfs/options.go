@@ -54,6 +54,7 @@ type mountOptions struct {
 	// Archive tier
 	AutoRestoreDays int32         // > 0: opening an archived object restores it
 	RestoreCheck    time.Duration // first interval between checks of a running restore
+	RestoreRate     float64       // HEADs per second checking running restores, all files together
 
 	// Operation
 	MetricsAddr    string
@@ -102,6 +103,7 @@ func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.Int32Var(&o.AutoRestoreDays, "auto-restore", 0, "opening an archived object starts a restore for this many days (--auto-restore alone: 1 day) and fails with EAGAIN until it completes")
 	fl.Lookup("auto-restore").NoOptDefVal = "1"
 	fl.DurationVar(&o.RestoreCheck, "restore-check-interval", time.Minute, "first interval between checks of a running restore (it doubles up to 16x)")
+	fl.Float64Var(&o.RestoreRate, "restore-check-rate", 50, "most HEADs per second checking running restores, all files together")
 	fl.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off when empty)")
 	fl.DurationVar(&o.StartupTimeout, "startup-timeout", 10*time.Second, "how long the checks before mounting wait for the endpoint")
 	fl.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -178,6 +180,9 @@ func (o *mountOptions) finish(args []string) error {
 	}
 	if o.AutoRestoreDays < 0 || o.AutoRestoreDays > 36500 {
 		return fmt.Errorf("--auto-restore takes a number of days from 1 to 36500")
+	}
+	if !(o.RestoreRate > 0) || o.RestoreRate > 10000 {
+		return fmt.Errorf("--restore-check-rate must be above 0 and at most 10000 per second")
 	}
 	if o.RestoreCheck < time.Second {
 		return fmt.Errorf("--restore-check-interval must be at least 1s")

@@ -103,7 +103,7 @@ func collectFiles(paths []string) ([]string, error) {
 // needs no restore.
 func getRestoreAttr(path string) (string, error) {
 	buf := make([]byte, 256)
-	n, err := unix.Getxattr(path, restoreAttr, buf)
+	n, err := getxattr(path, restoreAttr, buf)
 	switch {
 	case errors.Is(err, unix.ENODATA):
 		return "", nil
@@ -138,7 +138,7 @@ func restoreFiles(out, progress io.Writer, files []string, value string) error {
 		case strings.HasPrefix(state, "restored"):
 			restored++
 		default:
-			if err := unix.Setxattr(f, restoreAttr, []byte(value), 0); err != nil {
+			if err := setxattr(f, restoreAttr, []byte(value)); err != nil {
 				failed = append(failed, fmt.Sprintf("%s: %v", f, err))
 			} else {
 				started++
@@ -184,4 +184,25 @@ func restoreStatus(out io.Writer, files []string) error {
 		return syscall.EIO
 	}
 	return nil
+}
+
+// getxattr and setxattr call the system calls again when a signal the
+// process handles (the Go runtime's own among them) interrupts them: the
+// kernel then answers EINTR for a request to a FUSE mount, and the x/sys
+// wrappers do not retry.
+func getxattr(path, attr string, buf []byte) (int, error) {
+	for {
+		n, err := unix.Getxattr(path, attr, buf)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+func setxattr(path, attr string, value []byte) error {
+	for {
+		if err := unix.Setxattr(path, attr, value, 0); err != unix.EINTR {
+			return err
+		}
+	}
 }

@@ -70,7 +70,7 @@ type warmFile struct {
 // cachedBytes reads a file's user.bucketfs.cached attribute.
 func cachedBytes(path string) (int64, error) {
 	buf := make([]byte, 32)
-	n, err := unix.Getxattr(path, cachedAttr, buf)
+	n, err := getxattr(path, cachedAttr, buf)
 	switch {
 	case errors.Is(err, unix.ENODATA):
 		return 0, errNoDiskCache
@@ -172,7 +172,7 @@ func warmFiles(out, progress io.Writer, paths []string, jobs int) error {
 				mu.Lock()
 				active[f] = true
 				mu.Unlock()
-				err := unix.Setxattr(f.path, warmAttr, []byte("1"), 0)
+				err := setxattr(f.path, warmAttr, []byte("1"))
 				mu.Lock()
 				delete(active, f)
 				switch {
