@@ -49,6 +49,7 @@ type dirNode struct {
 	names    []string // sorted names of entries
 	listedAt time.Time
 	lookups  map[string]lookupResult
+	flight   *listFlight // the listing under way, if any
 }
 
 var (
@@ -218,35 +219,67 @@ func (d *dirNode) remoteLookup(ctx context.Context, name string) (entry, bool, e
 }
 
 // listing returns the directory's entries, listing it if the cached listing
-// is older than the metadata TTL.
+// is older than the metadata TTL. Concurrent callers share one LIST
+// sequence: the first lists, the others wait for its result.
 func (d *dirNode) listing(ctx context.Context) (map[string]entry, []string, error) {
-	now := d.m.now()
-	d.mu.Lock()
-	if d.entries != nil && now.Sub(d.listedAt) < d.m.cfg.MetadataTTL {
-		defer d.mu.Unlock()
-		return d.entries, d.names, nil
-	}
-	d.mu.Unlock()
+	for {
+		now := d.m.now()
+		d.mu.Lock()
+		if d.entries != nil && now.Sub(d.listedAt) < d.m.cfg.MetadataTTL {
+			defer d.mu.Unlock()
+			return d.entries, d.names, nil
+		}
+		if fl := d.flight; fl != nil {
+			d.mu.Unlock()
+			select {
+			case <-fl.done:
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+			if errors.Is(fl.err, context.Canceled) && ctx.Err() == nil {
+				continue // the caller that listed was interrupted, not this one
+			}
+			return fl.entries, fl.names, fl.err
+		}
+		fl := &listFlight{done: make(chan struct{})}
+		d.flight = fl
+		d.mu.Unlock()
 
+		fl.entries, fl.names, fl.err = d.listNow(ctx, now)
+		d.mu.Lock()
+		d.flight = nil
+		if fl.err == nil {
+			d.entries, d.names, d.listedAt = fl.entries, fl.names, now
+			// A full listing supersedes single-name answers.
+			d.lookups = nil
+		}
+		d.mu.Unlock()
+		close(fl.done)
+		return fl.entries, fl.names, fl.err
+	}
+}
+
+// listFlight is a listing under way; its fields are set before done closes.
+type listFlight struct {
+	done    chan struct{}
+	entries map[string]entry
+	names   []string
+	err     error
+}
+
+// listNow lists the directory from the store and sorts its names.
+func (d *dirNode) listNow(ctx context.Context, now time.Time) (map[string]entry, []string, error) {
 	entries, err := d.listAll(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
+	names := make([]string, 0, len(entries))
 	for n, e := range entries {
 		e.seen = now
 		entries[n] = e
-	}
-	names := make([]string, 0, len(entries))
-	for n := range entries {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.entries, d.names, d.listedAt = entries, names, now
-	// A full listing supersedes single-name answers.
-	d.lookups = nil
 	return entries, names, nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -636,5 +638,58 @@ func TestListingSkippedKeys(t *testing.T) {
 	}
 	if !d.m.logged["skipping listed key that does not decode or lies outside the directory\x00b\x00d/bad%zz"] {
 		t.Errorf("skipped key not logged: %v", d.m.logged)
+	}
+}
+
+// blockingStore counts List calls and holds each until release is closed.
+type blockingStore struct {
+	*store.Fake
+	lists   atomic.Int64
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingStore) List(ctx context.Context, in store.ListInput) (*store.ListPage, error) {
+	s.lists.Add(1)
+	s.entered <- struct{}{}
+	<-s.release
+	return s.Fake.List(ctx, in)
+}
+
+// TestConcurrentListingsShareOneList lists a directory from five callers
+// at once: one LIST reaches the store and all five get its entries.
+func TestConcurrentListingsShareOneList(t *testing.T) {
+	f := store.NewFake()
+	f.Put("b", "d/a", []byte("x"))
+	f.Put("b", "d/b", []byte("y"))
+	st := &blockingStore{Fake: f, entered: make(chan struct{}, 10), release: make(chan struct{})}
+	d := testDir(t, Config{Store: st, Bucket: "b", Prefix: "d/", Log: discardLog(), MetadataTTL: time.Minute})
+	var wg sync.WaitGroup
+	results := make(chan int, 5)
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, names, err := d.listing(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			results <- len(names)
+		}()
+	}
+	<-st.entered
+	// Give the other callers time to reach the listing; any that starts
+	// its own LIST would show in the count.
+	time.Sleep(50 * time.Millisecond)
+	close(st.release)
+	wg.Wait()
+	close(results)
+	for n := range results {
+		if n != 2 {
+			t.Errorf("a caller got %d names, want 2", n)
+		}
+	}
+	if n := st.lists.Load(); n != 1 {
+		t.Errorf("%d LIST calls for five concurrent listings, want 1", n)
 	}
 }
