@@ -50,6 +50,14 @@ type dirNode struct {
 	listedAt time.Time
 	lookups  map[string]lookupResult
 	flight   *listFlight // the listing under way, if any
+	// listBytes estimates what entries and names hold (listingCache).
+	listBytes int64
+}
+
+// cachedBytesLocked estimates the bytes d's listing and single-name
+// answers hold. REQUIRES: d.mu held.
+func (d *dirNode) cachedBytesLocked() int64 {
+	return d.listBytes + int64(len(d.lookups))*lookupCost
 }
 
 var (
@@ -69,6 +77,7 @@ func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.Att
 // directory, so its inode number may be dropped.
 func (d *dirNode) OnForget() {
 	d.m.inodes.release(d.bucket, d.prefix, d.StableAttr().Ino)
+	d.m.listings.forget(d)
 }
 
 // Readdir implements gofs.NodeReaddirer. It lists the directory when the
@@ -166,16 +175,25 @@ func (d *dirNode) lookupEntry(ctx context.Context, name string) (entry, bool, er
 		d.lookups = map[string]lookupResult{}
 	}
 	if len(d.lookups) >= maxLookups {
-		// A directory probed by name but never listed: drop stale answers.
+		// A directory probed by name but never listed: drop stale
+		// answers, then any, so the map stays within maxLookups.
 		for n, r := range d.lookups {
 			if now.Sub(r.at) >= ttl {
 				delete(d.lookups, n)
 			}
 		}
+		for n := range d.lookups {
+			if len(d.lookups) < maxLookups {
+				break
+			}
+			delete(d.lookups, n)
+		}
 	}
 	e.seen = now
 	d.lookups[name] = lookupResult{e: e, found: found, at: now}
+	bytes := d.cachedBytesLocked()
 	d.mu.Unlock()
+	d.m.listings.stored(d, bytes)
 	return e, found, nil
 }
 
@@ -226,8 +244,10 @@ func (d *dirNode) listing(ctx context.Context) (map[string]entry, []string, erro
 		now := d.m.now()
 		d.mu.Lock()
 		if d.entries != nil && now.Sub(d.listedAt) < d.m.cfg.MetadataTTL {
-			defer d.mu.Unlock()
-			return d.entries, d.names, nil
+			entries, names := d.entries, d.names
+			d.mu.Unlock()
+			d.m.listings.touch(d)
+			return entries, names, nil
 		}
 		if fl := d.flight; fl != nil {
 			d.mu.Unlock()
@@ -248,13 +268,19 @@ func (d *dirNode) listing(ctx context.Context) (map[string]entry, []string, erro
 		fl.entries, fl.names, fl.err = d.listNow(ctx, now)
 		d.mu.Lock()
 		d.flight = nil
+		var bytes int64
 		if fl.err == nil {
 			d.entries, d.names, d.listedAt = fl.entries, fl.names, now
+			d.listBytes = listingBytes(fl.entries)
 			// A full listing supersedes single-name answers.
 			d.lookups = nil
+			bytes = d.cachedBytesLocked()
 		}
 		d.mu.Unlock()
 		close(fl.done)
+		if fl.err == nil {
+			d.m.listings.stored(d, bytes)
+		}
 		return fl.entries, fl.names, fl.err
 	}
 }

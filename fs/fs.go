@@ -76,6 +76,9 @@ type Config struct {
 	// RestorePoll is the first interval between HEADs checking a running
 	// restore; it doubles up to 16 times that. Zero means one minute.
 	RestorePoll time.Duration
+	// ListingBudget bounds the bytes of cached directory listings, all
+	// directories together; zero means DefaultListingBudget.
+	ListingBudget int64
 	// RestoreCheckRate caps the HEADs per second checking running
 	// restores, for all files together; zero means 50.
 	RestoreCheckRate float64
@@ -110,6 +113,8 @@ type mountState struct {
 	inodes *inodeTable
 	// restores checks running restores.
 	restores *restoreWatcher
+	// listings bounds the bytes of cached directory listings.
+	listings *listingCache
 }
 
 // ino returns the inode number of bucket and key (directory keys end in
@@ -183,6 +188,9 @@ func NewRoot(cfg Config) gofs.InodeEmbedder {
 	if cfg.RestorePoll == 0 {
 		cfg.RestorePoll = time.Minute
 	}
+	if cfg.ListingBudget == 0 {
+		cfg.ListingBudget = DefaultListingBudget
+	}
 	if cfg.RestoreCheckRate == 0 {
 		cfg.RestoreCheckRate = 50
 	}
@@ -191,11 +199,16 @@ func NewRoot(cfg Config) gofs.InodeEmbedder {
 	}
 	m := &mountState{cfg: cfg, log: cfg.Log, now: cfg.Now, started: cfg.Now(), ctx: cfg.Ctx, inodes: newInodeTable()}
 	m.restores = newRestoreWatcher(m, cfg.RestoreCheckRate)
+	m.listings = newListingCache(cfg.ListingBudget)
 	if cfg.Bucket == "" {
 		return &bucketsNode{base: base{m: m}}
 	}
 	return &dirNode{base: base{m: m}, bucket: cfg.Bucket, prefix: cfg.Prefix}
 }
+
+// DefaultListingBudget is the bytes cached directory listings may hold:
+// about 300,000 names. The daemon adds it to its Go memory limit.
+const DefaultListingBudget = 64 << 20
 
 // MountOptions holds the go-fuse options bucketfs mounts with.
 type MountOptions struct {

@@ -400,7 +400,9 @@ func newReadPath(st store.Store, o *mountOptions, log *logrus.Entry) (*readPath,
 	// Blocks are the daemon's memory: ask the garbage collector to keep
 	// the heap near the budget rather than at twice the live size.
 	// Blocks queued for the disk cache (16) are held on top.
-	limit := o.CacheMemory + 48<<20
+	// Cached directory listings (bfs.DefaultListingBudget) are held on
+	// top too.
+	limit := o.CacheMemory + 48<<20 + bfs.DefaultListingBudget
 	if rp.disk != nil {
 		limit += 16 * o.BlockSize
 	}
