@@ -21,7 +21,9 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,9 +43,17 @@ type Key struct {
 	Offset, Length int64
 }
 
+// String renders k unambiguously: each name carries its length, so no two
+// keys (a NUL inside an object name or an ETag included) render the same.
 func (k Key) String() string {
-	return k.Bucket + "\x00" + k.Object + "\x00" + k.ETag + "\x00" + strconv.FormatInt(k.Index, 10) +
-		"\x00" + strconv.FormatInt(k.Offset, 10) + "+" + strconv.FormatInt(k.Length, 10)
+	var b strings.Builder
+	for _, s := range []string{k.Bucket, k.Object, k.ETag} {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	fmt.Fprintf(&b, "#%d@%d+%d", k.Index, k.Offset, k.Length)
+	return b.String()
 }
 
 // Stats are the cache's counters. They only grow, except Resident.

@@ -192,3 +192,13 @@ func TestBudget(t *testing.T) {
 		t.Errorf("used = %d, want 30", b.Used())
 	}
 }
+
+// TestKeyStringUnambiguous checks that keys whose fields would run
+// together across a NUL render differently.
+func TestKeyStringUnambiguous(t *testing.T) {
+	a := Key{Bucket: "b", Object: "a\x00b", ETag: "c"}
+	b := Key{Bucket: "b", Object: "a", ETag: "b\x00c"}
+	if a.String() == b.String() {
+		t.Errorf("%q and %q render the same", a, b)
+	}
+}
