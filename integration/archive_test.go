@@ -334,3 +334,45 @@ func TestRestoreManyFiles(t *testing.T) {
 	}
 	t.Logf("%d restores: at most %v goroutines, %d HEADs in %v", files, maxG, heads, elapsed.Round(time.Millisecond))
 }
+// TestRestoreNeedsReadAccess: on an --allow-other mount whose file mode
+// excludes others, a user who may not read a file cannot start its
+// restore (billed to the bucket owner) or warm it: EACCES, and nothing
+// reaches the store; root can.
+func TestRestoreNeedsReadAccess(t *testing.T) {
+	b := newBucket(t, map[string][]byte{"cold.mp3": []byte("audio"), "hot.mp3": randomBytes(36, 1<<20)})
+	m, px := proxiedMount(t, b, "--allow-other", "--file-mode", "0600", "--uid", "0", "--gid", "0",
+		"--cache-dir", t.TempDir())
+	px.Archive(b, "cold.mp3", "GLACIER")
+	// The unprivileged user must reach the mountpoint.
+	if err := os.Chmod(filepath.Dir(m.Dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cold, hot := filepath.Join(m.Dir, "cold.mp3"), filepath.Join(m.Dir, "hot.mp3")
+	for _, p := range []string{cold, hot} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	px.Reset()
+	asNobody := func(args ...string) (string, error) {
+		cmd := exec.Command("setfattr", args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := asNobody("-n", "user.s3.restore", "-v", "1", cold); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("restore as nobody: %v %s, want Permission denied", err, out)
+	}
+	if out, err := asNobody("-n", "user.bucketfs.warm", "-v", "1", hot); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("warm as nobody: %v %s, want Permission denied", err, out)
+	}
+	if n, st := px.RestoreRequests(), px.Stats(); n != 0 || st.Gets != 0 {
+		t.Errorf("refused callers sent %d RestoreObject and %d GET requests, want none", n, st.Gets)
+	}
+	if out, err := exec.Command("setfattr", "-n", "user.s3.restore", "-v", "1", cold).CombinedOutput(); err != nil {
+		t.Fatalf("restore as root: %v %s", err, out)
+	}
+	if n := px.RestoreRequests(); n != 1 {
+		t.Errorf("root's restore sent %d RestoreObject requests, want 1", n)
+	}
+}
