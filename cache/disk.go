@@ -263,8 +263,16 @@ func prepareDir(dir string) (stale string, err error) {
 
 // markFormat writes the files that make dir a bucketfs cache of this format.
 func markFormat(dir string) error {
-	for name, content := range map[string]string{"CACHEDIR.TAG": cacheDirTag, formatFile: formatLine} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+	// The tag first, the format file last, each renamed into place: a
+	// crash leaves either no format file (an empty directory but for the
+	// tag, taken as an earlier format) or a whole one.
+	for _, f := range [][2]string{{"CACHEDIR.TAG", cacheDirTag}, {formatFile, formatLine}} {
+		tmp := filepath.Join(dir, "."+f[0]+".tmp")
+		err := os.WriteFile(tmp, []byte(f[1]), 0o600)
+		if err == nil {
+			err = os.Rename(tmp, filepath.Join(dir, f[0]))
+		}
+		if err != nil {
 			return fmt.Errorf("cache directory %s: %v", dir, err)
 		}
 	}

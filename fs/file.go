@@ -93,6 +93,7 @@ func (f *fileNode) setMeta(o store.Object, now time.Time, fromHead bool) {
 // file, so its inode number may be dropped.
 func (f *fileNode) OnForget() {
 	f.m.inodes.release(f.bucket, f.key, f.StableAttr().Ino)
+	f.m.restores.unwatch(f)
 }
 
 // fillAttr fills out from the cached attributes.

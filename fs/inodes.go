@@ -13,9 +13,9 @@ import (
 // object's bytes under the other's name.
 //
 // A key keeps its number while the kernel holds a node for it (live) and,
-// after that, while it is among the most recent maxIdleInodes keys that
-// only a listing or a forgotten node gave a number to (idle); the oldest
-// idle keys are dropped first and get a new number when next seen. The
+// after that, while it is among the maxIdleInodes keys seen most recently
+// that only a listing or a forgotten node gave a number to (idle); the
+// idle keys seen longest ago are dropped first and get a new number when next seen. The
 // table is therefore bounded by the kernel's inode cache plus maxIdleInodes.
 //
 // Renames (when the tree becomes writable) move an entry to its new key.
@@ -53,6 +53,9 @@ func (t *inodeTable) number(bucket, key string) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e, ok := t.byKey[k]; ok {
+		if e.idleAt != nil {
+			t.idle.MoveToBack(e.idleAt) // seen again: dropped last
+		}
 		return e.ino
 	}
 	e := &inodeEntry{ino: t.next}

@@ -78,6 +78,21 @@ func (w *restoreWatcher) watch(f *fileNode) {
 	}
 }
 
+// unwatch stops checks of f (the kernel forgot it; a later node for the
+// same key is watched when its state shows the restore running).
+func (w *restoreWatcher) unwatch(f *fileNode) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	it, ok := w.watched[f]
+	if !ok {
+		return
+	}
+	delete(w.watched, f)
+	if it.index >= 0 {
+		heap.Remove(&w.due, it.index)
+	}
+}
+
 // count returns how many files are watched.
 func (w *restoreWatcher) count() int {
 	w.mu.Lock()
@@ -127,7 +142,9 @@ func (w *restoreWatcher) run() {
 		last = time.Now()
 		done := w.check(it.f)
 		w.mu.Lock()
-		if done {
+		if _, still := w.watched[it.f]; !still {
+			// unwatched while being checked
+		} else if done {
 			delete(w.watched, it.f)
 		} else {
 			it.delay = min(it.delay*2, 16*w.m.cfg.RestorePoll)

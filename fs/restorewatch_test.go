@@ -75,3 +75,33 @@ func TestRestoreWatcherAtScale(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreWatcherForgets checks that a file the kernel forgets leaves
+// the watcher: a new node for the key is watched instead, never both.
+func TestRestoreWatcherForgets(t *testing.T) {
+	f := store.NewFake()
+	f.Put("b", "k", []byte("x"))
+	f.Archive("b", "k", "GLACIER")
+	cfg, _, _ := testConfig(f, "b")
+	cfg.Now = time.Now
+	cfg.RestorePoll = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg.Ctx = ctx
+	root := testDir(t, cfg)
+	if _, err := f.Restore(ctx, store.RestoreInput{Bucket: "b", Key: "k", Days: 1}); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := f.Head(ctx, "b", "k")
+	for range 3 {
+		n := &fileNode{base: base{m: root.m}, bucket: "b", key: "k"}
+		n.setMeta(*o, time.Now(), true)
+		if c := root.m.restores.count(); c != 1 {
+			t.Fatalf("%d files watched, want 1", c)
+		}
+		n.OnForget()
+		if c := root.m.restores.count(); c != 0 {
+			t.Fatalf("%d files watched after the node was forgotten, want 0", c)
+		}
+	}
+}

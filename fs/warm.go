@@ -43,11 +43,11 @@ func (f *fileNode) warm(ctx context.Context) syscall.Errno {
 	if f.m.cfg.Disk == nil {
 		return syscall.ENOTSUP
 	}
-	if _, err := f.fresh(ctx); err != nil {
-		return toErrno(f.log(), err)
-	}
 	if errno := checkAccess(ctx, f.m.cfg.FileMode, f.m.cfg.UID, f.m.cfg.GID, rOK); errno != 0 {
 		return errno
+	}
+	if _, err := f.fresh(ctx); err != nil {
+		return toErrno(f.log(), err)
 	}
 	s, o := f.state()
 	switch s {
