@@ -334,6 +334,7 @@ func TestRestoreManyFiles(t *testing.T) {
 	}
 	t.Logf("%d restores: at most %v goroutines, %d HEADs in %v", files, maxG, heads, elapsed.Round(time.Millisecond))
 }
+
 // TestRestoreNeedsReadAccess: on an --allow-other mount whose file mode
 // excludes others, a user who may not read a file cannot start its
 // restore (billed to the bucket owner) or warm it: EACCES, and nothing
