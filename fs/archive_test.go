@@ -66,9 +66,6 @@ func TestParseRestoreValue(t *testing.T) {
 // TestCheckAccess applies owner, group and other bits, root's override,
 // and refuses every write.
 func TestCheckAccess(t *testing.T) {
-	as := func(uid, gid uint32) context.Context {
-		return &fuse.Context{Caller: fuse.Caller{Owner: fuse.Owner{Uid: uid, Gid: gid}}}
-	}
 	for _, c := range []struct {
 		name string
 		ctx  context.Context
@@ -95,13 +92,15 @@ func TestCheckAccess(t *testing.T) {
 
 func osMode(p uint32) os.FileMode { return os.FileMode(p) }
 
+// as is the context of a FUSE request from uid:gid.
+func as(uid, gid uint32) context.Context {
+	return &fuse.Context{Caller: fuse.Caller{Owner: fuse.Owner{Uid: uid, Gid: gid}}}
+}
+
 // TestRestoreNeedsReadPermission sets user.s3.restore as callers of a
 // shared mount with files 0640 owned by 1000:1000: another user gets
 // EACCES and no restore is sent; the owner, the group and root start one.
 func TestRestoreNeedsReadPermission(t *testing.T) {
-	as := func(uid, gid uint32) context.Context {
-		return &fuse.Context{Caller: fuse.Caller{Owner: fuse.Owner{Uid: uid, Gid: gid}}}
-	}
 	for _, c := range []struct {
 		name     string
 		ctx      context.Context

@@ -53,18 +53,7 @@ func FuzzListingNames(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for name, e := range entries {
-			if !validName(name) || strings.Contains(name, "/") {
-				t.Errorf("listing shows %q", name)
-			}
-			key := "dir/" + name
-			if e.dir {
-				key += "/"
-			}
-			if !listed[key] {
-				t.Errorf("name %q maps to %q, which the server did not list", name, key)
-			}
-		}
+		checkListedNames(t, entries, listed)
 	})
 }
 
@@ -134,17 +123,24 @@ func FuzzListingPages(f *testing.F) {
 			}
 			return
 		}
-		for name, e := range entries {
-			if !validName(name) || strings.Contains(name, "/") {
-				t.Errorf("listing shows %q", name)
-			}
-			key := "dir/" + name
-			if e.dir {
-				key += "/"
-			}
-			if !listed[key] {
-				t.Errorf("name %q maps to %q, which the server did not list", name, key)
-			}
-		}
+		checkListedNames(t, entries, listed)
 	})
+}
+
+// checkListedNames fails t for a name of entries that is not one valid
+// component, or that maps back to no key or prefix listed under "dir/".
+func checkListedNames(t *testing.T, entries map[string]entry, listed map[string]bool) {
+	t.Helper()
+	for name, e := range entries {
+		if !validName(name) || strings.Contains(name, "/") {
+			t.Errorf("listing shows %q", name)
+		}
+		key := "dir/" + name
+		if e.dir {
+			key += "/"
+		}
+		if !listed[key] {
+			t.Errorf("name %q maps to %q, which the server did not list", name, key)
+		}
+	}
 }
