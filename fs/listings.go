@@ -77,7 +77,7 @@ func (c *listingCache) stored(d *dirNode, bytes int64) {
 	}
 }
 
-// used reports that d's listing served a read, so it is dropped last.
+// touch records that d's listing served a read, so it is dropped last.
 func (c *listingCache) touch(d *dirNode) {
 	c.mu.Lock()
 	if el, ok := c.byDir[d]; ok {
