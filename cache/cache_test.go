@@ -25,7 +25,7 @@ func fillFlight(f *Flight, v byte) {
 // TestJoinDedupsConcurrentMisses: many readers missing the same block at
 // once make exactly one flight, and all see its bytes.
 func TestJoinDedupsConcurrentMisses(t *testing.T) {
-	c, err := New(64<<20, 1<<20)
+	c, err := New(Config{MemoryBytes: 64 << 20, BlockSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,12 +60,11 @@ func TestJoinDedupsConcurrentMisses(t *testing.T) {
 
 // TestETagIsolation: a block of one ETag never answers for another.
 func TestETagIsolation(t *testing.T) {
-	c, _ := New(64<<20, 1<<10)
+	c, _ := New(Config{MemoryBytes: 64 << 20, BlockSize: 1 << 10})
 	defer c.Close()
 	f, b, _ := c.Join(key(0), 1<<10)
 	fillFlight(f, 1)
 	b.Release()
-	c.Wait()
 	if b, ok := c.Get(key(0)); !ok {
 		t.Fatal("block not resident")
 	} else {
@@ -87,7 +86,7 @@ func TestETagIsolation(t *testing.T) {
 // bytes stay within the configured size.
 func TestResidentBudgetRespected(t *testing.T) {
 	const bs, max = 64 << 10, 16 * 64 << 10
-	c, _ := New(max, bs)
+	c, _ := New(Config{MemoryBytes: max, BlockSize: bs})
 	defer c.Close()
 	for i := range int64(500) {
 		f, b, created := c.Join(key(i), bs)
@@ -96,13 +95,11 @@ func TestResidentBudgetRespected(t *testing.T) {
 		}
 		b.Release()
 		if i%50 == 0 {
-			c.Wait()
 			if r := c.Stats.Resident.Load(); r > max {
 				t.Fatalf("after %d blocks resident = %d > %d", i, r, max)
 			}
 		}
 	}
-	c.Wait()
 	if r := c.Stats.Resident.Load(); r > max || r <= 0 {
 		t.Errorf("resident = %d, want in (0, %d]", r, max)
 	}
@@ -115,7 +112,7 @@ func TestResidentBudgetRespected(t *testing.T) {
 // even after the cache evicted it and its buffer could have been reused.
 func TestHeldBlockNotRecycled(t *testing.T) {
 	const bs = 64 << 10
-	c, _ := New(4*bs, bs)
+	c, _ := New(Config{MemoryBytes: 4 * bs, BlockSize: bs})
 	defer c.Close()
 	f, held, _ := c.Join(key(0), bs)
 	fillFlight(f, 0x5A)
@@ -129,7 +126,6 @@ func TestHeldBlockNotRecycled(t *testing.T) {
 		}
 		b.Release()
 	}
-	c.Wait()
 	if c.Stats.Reused.Load() == 0 {
 		t.Error("no buffer was reused from the pool")
 	}
@@ -142,7 +138,7 @@ func TestHeldBlockNotRecycled(t *testing.T) {
 // TestFlightProgressive: a waiter for the first bytes of a block returns
 // before the block is complete.
 func TestFlightProgressive(t *testing.T) {
-	c, _ := New(64<<20, 1<<20)
+	c, _ := New(Config{MemoryBytes: 64 << 20, BlockSize: 1 << 20})
 	defer c.Close()
 	f, b, _ := c.Join(key(1), 1<<20)
 	defer b.Release()
@@ -172,27 +168,6 @@ func TestFlightProgressive(t *testing.T) {
 	}
 }
 
-// TestBudget covers the reserve of TryAcquire and Release.
-func TestBudget(t *testing.T) {
-	b := NewBudget(100)
-	if !b.TryAcquire(60, 20) {
-		t.Fatal("TryAcquire(60, reserve 20) on an empty budget of 100 failed")
-	}
-	if b.TryAcquire(30, 20) {
-		t.Fatal("TryAcquire ate into the reserve")
-	}
-	if !b.TryAcquire(30, 0) {
-		t.Fatal("TryAcquire without reserve failed with 40 free")
-	}
-	if b.TryAcquire(20, 0) {
-		t.Fatal("TryAcquire went over capacity")
-	}
-	b.Release(60)
-	if b.Used() != 30 {
-		t.Errorf("used = %d, want 30", b.Used())
-	}
-}
-
 // TestKeyStringUnambiguous checks that keys whose fields would run
 // together across a NUL render differently.
 func TestKeyStringUnambiguous(t *testing.T) {
@@ -200,5 +175,48 @@ func TestKeyStringUnambiguous(t *testing.T) {
 	b := Key{Bucket: "b", Object: "a", ETag: "b\x00c"}
 	if a.String() == b.String() {
 		t.Errorf("%q and %q render the same", a, b)
+	}
+}
+
+// TestAfterLanding: functions given to AfterLanding run once the flight
+// ends, whether it succeeds or fails, and at once for an ended flight.
+func TestAfterLanding(t *testing.T) {
+	const bs = 64 << 10
+	c, _ := New(Config{MemoryBytes: 1 << 20, BlockSize: bs})
+	defer c.Close()
+	for _, fail := range []bool{false, true} {
+		f, b, _ := c.Join(key(7), bs)
+		ran := 0
+		f.AfterLanding(func() { ran++ })
+		if ran != 0 {
+			t.Fatal("ran before the flight ended")
+		}
+		if fail {
+			f.Finish(errors.New("boom"))
+		} else {
+			fillFlight(f, 1)
+		}
+		if ran != 1 {
+			t.Fatalf("ran %d times once the flight ended (failed: %v)", ran, fail)
+		}
+		f.AfterLanding(func() { ran++ })
+		if ran != 2 {
+			t.Fatal("not run at once for an ended flight")
+		}
+		b.Release()
+		if !fail {
+			// Resident now: a later Join gets an ended flight.
+			f2, b2, created := c.Join(key(7), bs)
+			if created {
+				t.Fatal("resident block fetched again")
+			}
+			f2.AfterLanding(func() { ran++ })
+			b2.Release()
+			if ran != 3 {
+				t.Fatal("not run at once for a resident block")
+			}
+			c.mem.rc.Del(key(7).String())
+			c.mem.rc.Wait()
+		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 // panic.
 func FuzzBlockFile(f *testing.F) {
 	dir := f.TempDir()
-	d, err := OpenDisk(DiskConfig{Dir: filepath.Join(dir, "seed"), MaxBytes: 1 << 30})
+	d, err := openDisk(DiskConfig{Dir: filepath.Join(dir, "seed"), MaxBytes: 1 << 30}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func FuzzBlockFile(f *testing.F) {
 			return
 		}
 		// Accepted: the file must be exactly what writing buf would give.
-		w, err := OpenDisk(DiskConfig{Dir: filepath.Join(t.TempDir(), "c"), MaxBytes: 1 << 30})
+		w, err := openDisk(DiskConfig{Dir: filepath.Join(t.TempDir(), "c"), MaxBytes: 1 << 30}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

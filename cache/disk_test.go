@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -22,9 +23,9 @@ func blockData(i int64, n int) []byte {
 	return b
 }
 
-func openDisk(t *testing.T, dir string, maxBytes int64) *Disk {
+func openTestDisk(t *testing.T, dir string, maxBytes int64) *Disk {
 	t.Helper()
-	d, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: maxBytes})
+	d, err := openDisk(DiskConfig{Dir: dir, MaxBytes: maxBytes}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func mustRead(t *testing.T, d *Disk, i int64) {
 
 func TestDiskWriteReadAcrossRestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cache")
-	d := openDisk(t, dir, 1<<30)
+	d := openTestDisk(t, dir, 1<<30)
 	for i := range int64(5) {
 		if err := d.Write(key(i), blockData(i, dbs)); err != nil {
 			t.Fatal(err)
@@ -76,7 +77,7 @@ func TestDiskWriteReadAcrossRestart(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("cache directory mode %v, %v; want 0700", fi.Mode().Perm(), err)
 	}
-	d = openDisk(t, dir, 1<<30)
+	d = openTestDisk(t, dir, 1<<30)
 	defer d.Close()
 	d.remove(fileName(key(7)))
 	if got, want := d.Stats.Files.Load(), int64(5); got != want {
@@ -92,7 +93,7 @@ func TestDiskWriteReadAcrossRestart(t *testing.T) {
 
 func TestDiskEvictsToSizeLimit(t *testing.T) {
 	limit := 4 * fileSize(0, dbs)
-	d := openDisk(t, t.TempDir(), limit)
+	d := openTestDisk(t, t.TempDir(), limit)
 	defer d.Close()
 	d.Write(key(0), blockData(0, dbs))
 	for i := int64(1); i < 10; i++ {
@@ -130,7 +131,7 @@ func TestDiskEvictsToSizeLimit(t *testing.T) {
 // flushed by a run of blocks written once (one long stream), as it would
 // be under plain LRU.
 func TestDiskFrequentBlocksOutliveAStream(t *testing.T) {
-	d := openDisk(t, t.TempDir(), 4*fileSize(0, dbs))
+	d := openTestDisk(t, t.TempDir(), 4*fileSize(0, dbs))
 	defer d.Close()
 	d.Write(key(0), blockData(0, dbs))
 	for range 3 {
@@ -147,7 +148,7 @@ func TestDiskFrequentBlocksOutliveAStream(t *testing.T) {
 
 func TestDiskKeepsFreeSpaceFloor(t *testing.T) {
 	dir := t.TempDir()
-	d, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30, MinFree: 10 << 20})
+	d, err := openDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30, MinFree: 10 << 20}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +181,7 @@ func TestDiskKeepsFreeSpaceFloor(t *testing.T) {
 }
 
 func TestDiskDamagedBlockIsDropped(t *testing.T) {
-	d := openDisk(t, t.TempDir(), 1<<30)
+	d := openTestDisk(t, t.TempDir(), 1<<30)
 	defer d.Close()
 	for i := range int64(4) {
 		d.Write(key(i), blockData(i, dbs))
@@ -222,7 +223,7 @@ func TestDiskDamagedBlockIsDropped(t *testing.T) {
 // cleaned up by the next start.
 func TestDiskCrashMidWrite(t *testing.T) {
 	dir := t.TempDir()
-	d := openDisk(t, dir, 1<<30)
+	d := openTestDisk(t, dir, 1<<30)
 	d.Write(key(0), blockData(0, dbs))
 	d.Write(key(1), blockData(1, dbs))
 	d.Close()
@@ -234,7 +235,7 @@ func TestDiskCrashMidWrite(t *testing.T) {
 	os.MkdirAll(filepath.Dir(stray), 0o700)
 	os.WriteFile(stray, []byte("x"), 0o600)
 
-	d = openDisk(t, dir, 1<<30)
+	d = openTestDisk(t, dir, 1<<30)
 	defer d.Close()
 	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
 		t.Error("temporary file left from the crash survived the restart")
@@ -252,7 +253,7 @@ func TestDiskCrashMidWrite(t *testing.T) {
 // recently (oldest mtime) go first, and a smaller limit is applied at once.
 func TestDiskIndexRebuildKeepsRecency(t *testing.T) {
 	dir := t.TempDir()
-	d := openDisk(t, dir, 1<<30)
+	d := openTestDisk(t, dir, 1<<30)
 	for i := range int64(6) {
 		d.Write(key(i), blockData(i, dbs))
 	}
@@ -261,7 +262,7 @@ func TestDiskIndexRebuildKeepsRecency(t *testing.T) {
 	for _, i := range []int64{1, 3} {
 		os.Chtimes(filepath.Join(dir, "blocks", fileName(key(i))), old, old)
 	}
-	d = openDisk(t, dir, 4*fileSize(0, dbs))
+	d = openTestDisk(t, dir, 4*fileSize(0, dbs))
 	defer d.Close()
 	if d.Used() > 4*fileSize(0, dbs) {
 		t.Fatalf("over the new limit after the scan: %d bytes", d.Used())
@@ -278,13 +279,13 @@ func TestDiskIndexRebuildKeepsRecency(t *testing.T) {
 
 func TestDiskSecondOpenRefused(t *testing.T) {
 	dir := t.TempDir()
-	d := openDisk(t, dir, 1<<30)
-	_, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30})
+	d := openTestDisk(t, dir, 1<<30)
+	_, err := openDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30}, nil)
 	if !errors.Is(err, ErrCacheInUse) || !strings.Contains(err.Error(), "pid") {
 		t.Fatalf("second open: %v, want ErrCacheInUse naming the pid", err)
 	}
 	d.Close()
-	d2, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30})
+	d2, err := openDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30}, nil)
 	if err != nil {
 		t.Fatalf("open after close: %v", err)
 	}
@@ -295,7 +296,7 @@ func TestDiskRefusesForeignDirectory(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644)
 	os.Chmod(dir, 0o755)
-	_, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30})
+	_, err := openDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30}, nil)
 	if err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("open of a directory holding other files: %v", err)
 	}
@@ -304,29 +305,53 @@ func TestDiskRefusesForeignDirectory(t *testing.T) {
 	}
 }
 
-// TestDiskStoreWritesInBackground: Store returns at once; Close writes what
-// is queued; the caller's block is released as usual.
-func TestDiskStoreWritesInBackground(t *testing.T) {
+// TestFetchedBlocksWriteThrough: blocks a fetch function brought are
+// queued for the disk tier when their flight lands; Close writes what is
+// queued; blocks read from the disk tier are not written again.
+func TestFetchedBlocksWriteThrough(t *testing.T) {
 	dir := t.TempDir()
-	d := openDisk(t, dir, 1<<30)
-	c, err := New(8<<20, dbs)
+	c, err := New(Config{MemoryBytes: 8 << 20, BlockSize: dbs, Disk: &DiskConfig{Dir: dir, MaxBytes: 1 << 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.disk.WaitScan()
+	fetches := 0
+	fetch := func(ctx context.Context, fs []*Flight) {
+		for _, f := range fs {
+			fetches++
+			copy(f.Buffer(), blockData(f.Key().Index, dbs))
+			f.Filled(dbs)
+			f.Finish(nil)
+		}
+	}
+	fill := func(c *Cache, i int64) {
+		f, b, created := c.Join(key(i), dbs)
+		defer b.Release()
+		if created {
+			c.Fill(context.Background(), fetch, f)
+		}
+		if data, err := f.Wait(context.Background(), dbs); err != nil || !bytes.Equal(data, blockData(i, dbs)) {
+			t.Fatalf("block %d: %v", i, err)
+		}
+	}
+	for i := range int64(3) {
+		fill(c, i)
+	}
+	c.Close()
+	if fetches != 3 {
+		t.Fatalf("%d fetches for 3 blocks", fetches)
+	}
+	c, err = New(Config{MemoryBytes: 8 << 20, BlockSize: dbs, Disk: &DiskConfig{Dir: dir, MaxBytes: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	for i := range int64(3) {
-		f, b, _ := c.Join(key(i), dbs)
-		copy(f.Buffer(), blockData(i, dbs))
-		f.Filled(dbs)
-		d.Store(key(i), f.Block())
-		f.Finish(nil)
-		b.Release()
+		fill(c, i)
 	}
-	d.Close()
-	d = openDisk(t, dir, 1<<30)
-	defer d.Close()
-	for i := range int64(3) {
-		mustRead(t, d, i)
+	if fetches != 3 || c.disk.Stats.Hits.Load() != 3 || c.disk.Stats.Writes.Load() != 0 {
+		t.Errorf("after a restart: %d fetches, %d disk hits, %d disk writes; want 3, 3, 0",
+			fetches, c.disk.Stats.Hits.Load(), c.disk.Stats.Writes.Load())
 	}
 }
 
@@ -335,14 +360,9 @@ func TestDiskStoreWritesInBackground(t *testing.T) {
 // as dropped.
 func TestDiskDeferredWrites(t *testing.T) {
 	dir := t.TempDir()
-	d, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30, QueueBlocks: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.WaitScan()
 	var mu sync.Mutex
 	memory := map[Key]*Block{}
-	d.SetMemory(func(k Key) (*Block, bool) {
+	d, err := openDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30, QueueBlocks: 1}, func(k Key) (*Block, bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		b, ok := memory[k]
@@ -351,6 +371,10 @@ func TestDiskDeferredWrites(t *testing.T) {
 		}
 		return b, ok
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.WaitScan()
 	for i := range int64(40) {
 		b := &Block{data: blockData(i, dbs)}
 		b.refs.Store(1)
@@ -359,10 +383,10 @@ func TestDiskDeferredWrites(t *testing.T) {
 			memory[key(i)] = b
 			mu.Unlock()
 		}
-		d.Store(key(i), b)
+		d.Enqueue(key(i), b)
 	}
 	d.Close()
-	d = openDisk(t, dir, 1<<30)
+	d = openTestDisk(t, dir, 1<<30)
 	defer d.Close()
 	written := 0
 	for i := range int64(40) {
@@ -382,7 +406,7 @@ func TestDiskDeferredWrites(t *testing.T) {
 // it under keys of the same index cut at other block sizes: none of them
 // finds it, so a block cut at another size is never served.
 func TestDiskBlockOfOtherRange(t *testing.T) {
-	d := openDisk(t, t.TempDir(), 1<<30)
+	d := openTestDisk(t, t.TempDir(), 1<<30)
 	defer d.Close()
 	k := Key{Bucket: "b", Object: "o", ETag: "e", Index: 1, Offset: 4 << 20, Length: 2 << 20}
 	data := blockData(1, 2<<20)
@@ -412,7 +436,7 @@ func TestDiskRefusesForeignCacheTag(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "CACHEDIR.TAG"), []byte(cargo), 0o644)
 	os.Mkdir(filepath.Join(dir, "tmp"), 0o755)
 	os.WriteFile(filepath.Join(dir, "tmp", "keep"), []byte("work"), 0o644)
-	_, err := OpenDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30})
+	_, err := openDisk(DiskConfig{Dir: dir, MaxBytes: 1 << 30}, nil)
 	if err == nil || !strings.Contains(err.Error(), "not a bucketfs cache") {
 		t.Fatalf("open of a cargo-tagged directory: %v", err)
 	}
@@ -442,7 +466,7 @@ func TestDiskStartsOtherFormatAfresh(t *testing.T) {
 			old := filepath.Join(dir, "blocks", "ab", "cdef")
 			os.MkdirAll(filepath.Dir(old), 0o700)
 			os.WriteFile(old, []byte("a block cut at another size"), 0o600)
-			d := openDisk(t, dir, 1<<30)
+			d := openTestDisk(t, dir, 1<<30)
 			defer d.Close()
 			if _, err := os.Stat(old); err == nil {
 				t.Error("a block file of the earlier layout survived")

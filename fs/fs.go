@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bucketfs/bucketfs/counters"
 	"github.com/bucketfs/bucketfs/store"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -45,8 +46,9 @@ type Config struct {
 	// DirectReader (one ranged GET per kernel read).
 	NewReader func(v ObjectVersion) ObjectReader
 	Log       *logrus.Entry
-	// Stats, if set, returns the daemon's counters; the mount root shows
-	// them as JSON in the extended attribute user.bucketfs.stats.
+	// Stats, if set, returns the daemon's counters (the tree's own among
+	// them: see Counters.Counters); the mount root shows them as JSON in
+	// the extended attribute user.bucketfs.stats.
 	Stats func() map[string]int64
 	// Counters, if set, receives the tree's own counters.
 	Counters *Counters
@@ -94,6 +96,14 @@ type Counters struct {
 	// WarningsSuppressed counts once-only warnings not logged because
 	// the mount already remembers maxLoggedOnce of them.
 	WarningsSuppressed atomic.Int64
+}
+
+// Counters lists the tree's counters.
+func (c *Counters) Counters() []counters.Counter {
+	return []counters.Counter{
+		counters.New("archived_hits", "Opens and reads refused because the object is archived and not restored.", c.ArchivedHits.Load),
+		counters.New("warnings_suppressed", "Once-only warnings (bad keys, name clashes) not logged because the mount already remembers as many as it keeps.", c.WarningsSuppressed.Load),
+	}
 }
 
 // mountState is shared by every node of one mount.

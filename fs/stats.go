@@ -43,10 +43,7 @@ func (b *base) rootXattr(isRoot bool, attr string, dest []byte) (uint32, syscall
 	if !isRoot || attr != statsXattr || b.m.cfg.Stats == nil {
 		return 0, syscall.ENODATA
 	}
-	stats := b.m.cfg.Stats()
-	stats["archived_hits"] = b.m.cfg.Counters.ArchivedHits.Load()
-	stats["warnings_suppressed"] = b.m.cfg.Counters.WarningsSuppressed.Load()
-	val, err := json.Marshal(stats)
+	val, err := json.Marshal(b.m.cfg.Stats())
 	if err != nil {
 		return 0, syscall.EIO
 	}

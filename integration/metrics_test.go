@@ -99,7 +99,16 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("read of an archived file succeeded")
 	}
 	mt := scrape(t, addr)
+	stats := readStats(t, m.Dir)
 	f.Close()
+	// One table feeds both: every stats key is a metric of the same name.
+	for k := range stats {
+		if _, ok := mt["bucketfs_"+k+"_total"]; !ok {
+			if _, ok := mt["bucketfs_"+k]; !ok {
+				t.Errorf("stats key %s has no metric bucketfs_%s(_total)", k, k)
+			}
+		}
+	}
 	for name, check := range map[string]func(float64) bool{
 		`bucketfs_s3_requests_total{op="GetObject",outcome="ok"}`:               func(v float64) bool { return v >= 1 },
 		`bucketfs_s3_requests_total{op="ListObjectsV2",outcome="ok"}`:           func(v float64) bool { return v >= 1 },
@@ -108,16 +117,16 @@ func TestMetrics(t *testing.T) {
 		`bucketfs_s3_retries_total`:                                             func(v float64) bool { return v >= 2 },
 		`bucketfs_bytes_fetched_total`:                                          func(v float64) bool { return v == float64(len(data)) },
 		`bucketfs_bytes_read_total`:                                             func(v float64) bool { return v >= float64(len(data)) },
-		`bucketfs_cache_misses_total{tier="memory"}`:                            func(v float64) bool { return v >= 6 },
-		`bucketfs_cache_misses_total{tier="disk"}`:                              func(v float64) bool { return v >= 0 },
-		`bucketfs_cache_hits_total{tier="disk"}`:                                func(v float64) bool { return v == 0 },
+		`bucketfs_cache_misses_total`:                                           func(v float64) bool { return v >= 6 },
+		`bucketfs_disk_misses_total`:                                            func(v float64) bool { return v >= 0 },
+		`bucketfs_disk_hits_total`:                                              func(v float64) bool { return v == 0 },
 		`bucketfs_readahead_used_blocks_total`:                                  func(v float64) bool { return v >= 1 },
 		`bucketfs_readahead_wasted_bytes_total`:                                 func(v float64) bool { return v >= 0 },
-		`bucketfs_open_files`:                                                   func(v float64) bool { return v == 1 },
+		`bucketfs_open_readers`:                                                 func(v float64) bool { return v == 1 },
 		`bucketfs_archived_hits_total`:                                          func(v float64) bool { return v >= 1 },
 		`bucketfs_s3_connections`:                                               func(v float64) bool { return v >= 1 && v <= 64 },
 		`bucketfs_slow_reads_total`:                                             func(v float64) bool { return v >= 0 },
-		`bucketfs_random_promoted_blocks_total`:                                 func(v float64) bool { return v >= 0 },
+		`bucketfs_random_promoted_total`:                                        func(v float64) bool { return v >= 0 },
 		`go_goroutines`:                                                         func(v float64) bool { return v > 0 },
 		`process_resident_memory_bytes`:                                         func(v float64) bool { return v > 0 },
 	} {

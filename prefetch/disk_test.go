@@ -10,33 +10,32 @@ import (
 
 	"github.com/bucketfs/bucketfs/cache"
 	"github.com/bucketfs/bucketfs/store"
+	"github.com/jonboulle/clockwork"
 )
 
 // diskFixture is a fixture whose manager has a disk tier in dir.
-func diskFixture(t *testing.T, size int, dir string) (*fixture, *cache.Disk) {
+func diskFixture(t *testing.T, size int, dir string) *fixture {
 	t.Helper()
 	fx := newFixture(t, size, 0, 32*mib)
-	return fx, fx.restart(t, dir)
+	fx.restart(t, dir)
+	return fx
 }
 
-// restart replaces the fixture's manager and memory cache with new ones
-// over a disk tier opened in dir, as a restarted daemon would have. The
-// fake store (and its call counts) stays.
-func (fx *fixture) restart(t *testing.T, dir string) *cache.Disk {
+// restart replaces the fixture's manager and cache with new ones over a
+// disk tier opened in dir, as a restarted daemon would have, after closing
+// the old cache (which writes what its disk tier has queued). The fake
+// store (and its call counts) stays.
+func (fx *fixture) restart(t *testing.T, dir string) {
 	t.Helper()
-	d, err := cache.OpenDisk(cache.DiskConfig{Dir: dir, MaxBytes: 1 << 30})
+	fx.c.Close()
+	c, err := cache.New(cache.Config{MemoryBytes: 64 * mib, BlockSize: bs, Disk: &cache.DiskConfig{Dir: dir, MaxBytes: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.WaitScan()
-	c, err := cache.New(64*mib, bs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c.WaitScan()
 	t.Cleanup(c.Close)
 	fx.c = c
-	fx.m = NewManager(fx.st, c, cache.NewBudget(32*mib), Config{BlockSize: bs, MaxReadahead: 8 * mib, MaxGets: 8, SplitBytes: 256 << 10, Disk: d})
-	return d
+	fx.m = newManager(fx.st, c, 32*mib, Options{BlockSize: bs, MaxReadahead: 8 * mib, MaxGets: 8, SplitBytes: 256 << 10})
 }
 
 func (fx *fixture) readAll(t *testing.T) {
@@ -54,15 +53,14 @@ func (fx *fixture) readAll(t *testing.T) {
 // same reads make no GET.
 func TestDiskTierServesAfterRestart(t *testing.T) {
 	dir := t.TempDir()
-	fx, d := diskFixture(t, 10*mib+5, dir)
+	fx := diskFixture(t, 10*mib+5, dir)
 	fx.readAll(t)
 	if fx.st.Calls("GetObject") == 0 {
 		t.Fatal("cold read made no GET")
 	}
-	d.Close() // writes what is queued
+	fx.c.Close() // writes what is queued
 
-	d = fx.restart(t, dir)
-	defer d.Close()
+	fx.restart(t, dir)
 	before := fx.st.Calls("GetObject")
 	fx.readAll(t)
 	// Random reads, including ones across a block boundary, too.
@@ -73,8 +71,8 @@ func TestDiskTierServesAfterRestart(t *testing.T) {
 	if got := fx.st.Calls("GetObject") - before; got != 0 {
 		t.Fatalf("%d GETs after the restart, want 0", got)
 	}
-	if d.Stats.Hits.Load() < 11 {
-		t.Errorf("%d disk hits, want at least the 11 blocks", d.Stats.Hits.Load())
+	if fx.c.DiskStats().Hits.Load() < 11 {
+		t.Errorf("%d disk hits, want at least the 11 blocks", fx.c.DiskStats().Hits.Load())
 	}
 }
 
@@ -82,11 +80,10 @@ func TestDiskTierServesAfterRestart(t *testing.T) {
 // the store, never from the old version's blocks.
 func TestDiskTierChangedObject(t *testing.T) {
 	dir := t.TempDir()
-	fx, d := diskFixture(t, 3*mib, dir)
-	defer func() { d.Close() }()
+	fx := diskFixture(t, 3*mib, dir)
 	fx.readAll(t)
-	d.Close()
-	d = fx.restart(t, dir)
+	fx.c.Close()
+	fx.restart(t, dir)
 
 	fx.data = append([]byte(nil), fx.data...)
 	for i := range fx.data {
@@ -106,9 +103,9 @@ func TestDiskTierChangedObject(t *testing.T) {
 // fetched again, and the reader gets the right bytes.
 func TestDiskTierDamagedBlockRefetched(t *testing.T) {
 	dir := t.TempDir()
-	fx, d := diskFixture(t, 4*mib, dir)
+	fx := diskFixture(t, 4*mib, dir)
 	fx.readAll(t)
-	d.Close()
+	fx.c.Close()
 	// Flip a byte in the middle of every block file.
 	filepath.WalkDir(filepath.Join(dir, "blocks"), func(p string, e os.DirEntry, err error) error {
 		if err == nil && e.Type().IsRegular() {
@@ -118,15 +115,14 @@ func TestDiskTierDamagedBlockRefetched(t *testing.T) {
 		}
 		return nil
 	})
-	d = fx.restart(t, dir)
-	defer d.Close()
+	fx.restart(t, dir)
 	before := fx.st.Calls("GetObject")
 	fx.readAll(t)
 	if fx.st.Calls("GetObject") == before {
 		t.Fatal("damaged blocks were not fetched again")
 	}
-	if d.Stats.Corrupt.Load() != 4 {
-		t.Errorf("%d damaged blocks found, want 4", d.Stats.Corrupt.Load())
+	if fx.c.DiskStats().Corrupt.Load() != 4 {
+		t.Errorf("%d damaged blocks found, want 4", fx.c.DiskStats().Corrupt.Load())
 	}
 }
 
@@ -134,7 +130,7 @@ func TestDiskTierDamagedBlockRefetched(t *testing.T) {
 // and a later reader (after a restart) makes no GET.
 func TestWarm(t *testing.T) {
 	dir := t.TempDir()
-	fx, d := diskFixture(t, 9*mib+77, dir)
+	fx := diskFixture(t, 9*mib+77, dir)
 	if got := fx.m.CachedBytes(fx.v); got != 0 {
 		t.Fatalf("cached before warming: %d", got)
 	}
@@ -155,9 +151,8 @@ func TestWarm(t *testing.T) {
 		t.Errorf("fetched %d bytes to warm %d", f, fx.v.Size)
 	}
 	fx.budgetReturns(t)
-	d.Close()
-	d = fx.restart(t, dir)
-	defer d.Close()
+	fx.c.Close()
+	fx.restart(t, dir)
 	before := fx.st.Calls("GetObject")
 	fx.readAll(t)
 	if got := fx.st.Calls("GetObject") - before; got != 0 {
@@ -166,26 +161,41 @@ func TestWarm(t *testing.T) {
 }
 
 // TestWarmInterrupted: cancelling Warm stops it promptly with the
-// context's error, and what was fetched stays.
+// context's error, and what was fetched stays. The store answers when the
+// test moves its clock: once for the first requests, never for the next.
 func TestWarmInterrupted(t *testing.T) {
-	dir := t.TempDir()
-	fx, d := diskFixture(t, 32*mib, dir)
-	defer d.Close()
-	fx.st.SetLatency(20 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	t.Parallel()
+	fx := diskFixture(t, 32*mib, t.TempDir())
+	clock := clockwork.NewFakeClock()
+	fx.st.SetClock(clock)
+	fx.st.SetLatency(time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := time.Now()
-	err := fx.m.Warm(ctx, fx.v)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("interrupted warm: %v", err)
+	errc := make(chan error, 1)
+	go func() { errc <- fx.m.Warm(ctx, fx.v) }()
+	wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := clock.BlockUntilContext(wait, warmParallel); err != nil {
+		t.Fatalf("warm's first requests: %v", err)
 	}
-	if time.Since(start) > 2*time.Second {
-		t.Errorf("warm took %v to stop", time.Since(start))
+	clock.Advance(time.Second) // they answer
+	if err := clock.BlockUntilContext(wait, warmParallel); err != nil {
+		t.Fatalf("warm's next requests: %v", err)
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("interrupted warm: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("warm did not stop when cancelled")
 	}
 	fx.settle(t)
 	fx.budgetReturns(t)
-	if got := fx.m.CachedBytes(fx.v); got >= fx.v.Size {
-		t.Errorf("an interrupted warm cached all %d bytes", got)
+	got := fx.m.CachedBytes(fx.v)
+	if want := int64(warmParallel * warmBlocksPerGet * bs); got != want {
+		t.Errorf("an interrupted warm cached %d bytes, want the %d its first requests fetched", got, want)
 	}
 }
 
@@ -203,7 +213,7 @@ func TestWarmWithoutDisk(t *testing.T) {
 func TestRandomReadsFillDiskTier(t *testing.T) {
 	const rec = 64 << 10
 	dir := t.TempDir()
-	fx, d := diskFixture(t, 4*mib, dir)
+	fx := diskFixture(t, 4*mib, dir)
 	r := fx.m.NewReader(fx.v)
 	calls := func() int64 { return fx.st.Calls("GetObject") }
 	fx.read(t, r, 2*mib+5*rec, rec) // block 2, first miss: exact
@@ -226,10 +236,9 @@ func TestRandomReadsFillDiskTier(t *testing.T) {
 	}
 	r.Close()
 	fx.settle(t)
-	d.Close() // writes what is queued
+	fx.c.Close() // writes what is queued
 
-	d = fx.restart(t, dir)
-	defer d.Close()
+	fx.restart(t, dir)
 	r = fx.m.NewReader(fx.v)
 	defer r.Close()
 	before = calls()

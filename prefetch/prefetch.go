@@ -1,5 +1,13 @@
-// Package prefetch is bucketfs's read path: per open file it detects the
-// access pattern and reads ahead of sequential readers.
+// Package prefetch is bucketfs's read path: the block cache (package
+// cache), the read-ahead budget and, per open file, a Reader that detects
+// the access pattern and reads ahead of sequential readers. New builds all
+// of it from Options; the FUSE tree sees only Readers, and the disk tier
+// through Warm and CachedBytes.
+//
+// One read flows: fs handle.Read -> Reader.ReadRef -> classify (pattern.go)
+// -> a stream read (stream.go: held blocks, Cache.Join, Cache.Fill) or a
+// random read (random.go: resident or disk blocks, else an exact GET) ->
+// Manager.fetch -> body (resume.go) -> store.Get.
 //
 // A Reader serves one open file (one pinned object version). Its reads fall
 // in two classes:
@@ -20,15 +28,28 @@
 // first block of a new stream is filled progressively, so the first bytes
 // come after one round trip whatever the block size.
 //
-// Memory: every block a stream holds is counted in a cache.Budget shared by
-// all files. Read-ahead takes bytes only while a reserve stays free, which
-// blocks that readers wait for may use; so with many readers windows
-// shrink instead of memory growing. Closing a Reader cancels its GETs.
+// Memory: --cache-memory is split in two halves, resident blocks (the
+// cache's memory tier) and the Budget: every block a stream holds, and
+// every block in flight, is counted in it. Read-ahead takes bytes only
+// while a reserve stays free, which blocks that readers wait for may use;
+// so with many readers windows shrink instead of memory growing. A hold on
+// a block in flight is given back by the flight itself when it lands
+// (cache.Flight.AfterLanding). Closing a Reader cancels its GETs and waits
+// for the goroutines it started.
+//
+// INVARIANT: the budget's use equals the bytes of the blocks streams hold
+// plus the blocks in flight that no stream holds (checkInvariants, in
+// tests, checks it once the readers are quiet).
+//
+// Lock order: Manager.readersMu -> Reader.mu -> (cache.Cache.mu ->
+// cache.Flight.mu); Budget.mu and missSet.mu are leaves, taken with
+// nothing else or under Reader.mu.
 package prefetch
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sync"
@@ -36,17 +57,24 @@ import (
 	"time"
 
 	"github.com/bucketfs/bucketfs/cache"
+	"github.com/bucketfs/bucketfs/counters"
 	"github.com/bucketfs/bucketfs/store"
+	"github.com/jonboulle/clockwork"
 	"github.com/sirupsen/logrus"
 )
 
-// Config tunes the read path of one mount.
-type Config struct {
+// Options configure the read path of one mount.
+type Options struct {
+	// CacheMemory is the memory for blocks: half holds resident blocks,
+	// half is the budget for blocks held by open files (in flight or read
+	// ahead).
+	CacheMemory int64
 	// BlockSize is the unit of caching and of read-ahead GETs.
 	BlockSize int64
 	// MaxReadahead caps one stream's window.
 	MaxReadahead int64
-	// MaxGets bounds read-ahead GETs in flight for the whole mount.
+	// MaxGets bounds read-ahead GETs in flight for the whole mount; 0
+	// means 16.
 	MaxGets int
 	// SplitBytes is the largest read the kernel may deliver as several
 	// contiguous requests: contiguous reads covering no more than this
@@ -66,12 +94,24 @@ type Config struct {
 	// (at info, to Log) with what it waited for, and counted in
 	// Stats.SlowReads.
 	SlowRead time.Duration
-	// Log receives slow reads; nil logs nothing.
+	// Log receives slow reads, budget accounting errors and the disk
+	// tier's warnings; nil logs nothing of the read path's own.
 	Log *logrus.Entry
-	// Disk, if set, is the disk tier under the block cache: blocks are
+	// Disk, if set, opens a disk tier under the memory tier: blocks are
 	// looked for there before a GET, and blocks fetched from the object
 	// store are queued to be written there.
-	Disk *cache.Disk
+	Disk *cache.DiskConfig
+	// IdleStream is how recently a stream must have been read to be safe
+	// from reclaim: a reader streaming at speed reads every few
+	// milliseconds. 0 means 50ms.
+	IdleStream time.Duration
+	// PausedStream is how long a stream whose reader has not read
+	// elsewhere in the file since must go unread to be reclaimed: a slow
+	// consumer (a training step between reads, a player at its bitrate)
+	// keeps its read-ahead; a paused one gives it up. 0 means 2s.
+	PausedStream time.Duration
+	// Clock is the read path's time; nil means the wall clock.
+	Clock clockwork.Clock
 }
 
 // Stats are the read path's counters, for benchmarks and metrics.
@@ -90,52 +130,109 @@ type Stats struct {
 	BudgetFallbacks  atomic.Int64 // stream reads served by an exact GET for want of budget
 	WarmedBytes      atomic.Int64 // bytes written to the disk tier by Warm
 	Resumes          atomic.Int64 // GET bodies resumed after a stall or a cut
-	SlowReads        atomic.Int64 // reads that took Config.SlowRead or longer
+	SlowReads        atomic.Int64 // reads that took Options.SlowRead or longer
 	Promoted         atomic.Int64 // blocks random reads fetched whole for the disk tier
 	StreamsReclaimed atomic.Int64 // idle streams dropped to free budget for other reads
 }
 
-// Manager owns what all Readers of a mount share.
+// Manager is the read path of one mount: what all its Readers share.
 type Manager struct {
 	// Dependencies
-	st     store.Store
-	cache  *cache.Cache
-	budget *cache.Budget
+	st    store.Store
+	cache *cache.Cache
+	clock clockwork.Clock
 
 	// Constant data
-	cfg     Config
+	cfg     Options
+	budget  *Budget
 	reserve int64         // budget bytes read-ahead leaves to waiting readers
 	slots   chan struct{} // read-ahead GET slots
 	misses  *missSet      // blocks random reads missed; nil without a disk tier
 
 	// Mutable state
-	splitBytes atomic.Int64         // Config.SplitBytes, as set now
+	splitBytes atomic.Int64         // Options.SplitBytes, as set now
 	readersMu  sync.Mutex           // protects readers
-	readers    map[*Reader]struct{} // open readers, for reclaim
+	readers    map[*Reader]struct{} // GUARDED_BY(readersMu); open readers, for reclaim
 
 	Stats Stats
 }
 
-// NewManager returns a Manager. REQUIRES: cfg.BlockSize > 0.
-func NewManager(st store.Store, c *cache.Cache, b *cache.Budget, cfg Config) *Manager {
-	if cfg.MaxGets <= 0 {
-		cfg.MaxGets = 16
+// New returns the read path over st: the block cache (opening the disk
+// tier when o.Disk is set; its errors are the disk tier's) and the
+// read-ahead budget.
+func New(st store.Store, o Options) (*Manager, error) {
+	if o.BlockSize <= 0 || o.CacheMemory < 2*o.BlockSize {
+		return nil, fmt.Errorf("prefetch: cache memory %d must hold two blocks of %d bytes", o.CacheMemory, o.BlockSize)
 	}
-	if cfg.MaxReadahead < cfg.BlockSize {
-		cfg.MaxReadahead = cfg.BlockSize
+	o = o.withDefaults()
+	held := o.CacheMemory / 2
+	c, err := cache.New(cache.Config{MemoryBytes: o.CacheMemory - held, BlockSize: o.BlockSize, Disk: o.Disk, Clock: o.Clock, Log: o.Log})
+	if err != nil {
+		return nil, err
 	}
+	return newManager(st, c, held, o), nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxGets <= 0 {
+		o.MaxGets = 16
+	}
+	if o.MaxReadahead < o.BlockSize {
+		o.MaxReadahead = o.BlockSize
+	}
+	if o.IdleStream <= 0 {
+		o.IdleStream = 50 * time.Millisecond
+	}
+	if o.PausedStream <= 0 {
+		o.PausedStream = 2 * time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	return o
+}
+
+// newManager returns a read path over cache c with a budget of held
+// bytes. New splits the memory; tests size the two on their own.
+func newManager(st store.Store, c *cache.Cache, held int64, o Options) *Manager {
+	o = o.withDefaults()
 	m := &Manager{
-		st: st, cache: c, budget: b, cfg: cfg,
-		reserve: max(b.Capacity()/4, 2*cfg.BlockSize),
-		slots:   make(chan struct{}, cfg.MaxGets),
+		st: st, cache: c, clock: o.Clock, cfg: o,
+		budget:  NewBudget(held),
+		reserve: max(held/4, 2*o.BlockSize),
+		slots:   make(chan struct{}, o.MaxGets),
 		readers: map[*Reader]struct{}{},
 	}
-	m.splitBytes.Store(cfg.SplitBytes)
-	if cfg.Disk != nil {
+	if o.Log != nil {
+		m.budget.SetLog(o.Log)
+	}
+	m.splitBytes.Store(o.SplitBytes)
+	if c.HasDisk() {
 		m.misses = newMissSet(missedBlocks)
 	}
 	return m
 }
+
+// Close closes the cache: the disk tier writes what it has queued and
+// lets go of its directory. REQUIRES: every Reader is closed.
+func (m *Manager) Close() { m.cache.Close() }
+
+// MemoryLimit is the memory the read path may hold at most, with room for
+// the rest of the daemon's heap: blocks (resident and held), blocks queued
+// for the disk tier, and 48 MiB. The daemon gives it (plus what else it
+// keeps) to the garbage collector as its memory limit, so the heap stays
+// near the budget rather than at twice the live size.
+func (m *Manager) MemoryLimit() int64 {
+	limit := m.cfg.CacheMemory + 48<<20
+	if m.cfg.Disk != nil {
+		limit += int64(m.cfg.Disk.QueueLen()) * m.cfg.BlockSize
+	}
+	return limit
+}
+
+// HasDisk reports whether the read path has a disk tier (then Warm and
+// CachedBytes serve the tree's disk cache attributes).
+func (m *Manager) HasDisk() bool { return m.cache.HasDisk() }
 
 func (m *Manager) stallTimeout() time.Duration {
 	if m.cfg.StallTimeout <= 0 {
@@ -144,15 +241,15 @@ func (m *Manager) stallTimeout() time.Duration {
 	return m.cfg.StallTimeout
 }
 
-// SetSplitBytes changes Config.SplitBytes, for when the kernel's request
+// SetSplitBytes changes Options.SplitBytes, for when the kernel's request
 // size is known only after mounting.
 func (m *Manager) SetSplitBytes(n int64) { m.splitBytes.Store(n) }
 
-// Config returns the manager's settings.
-func (m *Manager) Config() Config { return m.cfg }
+// Options returns the manager's settings.
+func (m *Manager) Options() Options { return m.cfg }
 
 // Budget returns the shared budget.
-func (m *Manager) Budget() *cache.Budget { return m.budget }
+func (m *Manager) Budget() *Budget { return m.budget }
 
 // NewReader returns a Reader of version v.
 func (m *Manager) NewReader(v store.Version) *Reader {
@@ -168,35 +265,42 @@ func (m *Manager) NewReader(v store.Version) *Reader {
 	return r
 }
 
-// idleStream is how recently a stream must have been read to be safe from
-// reclaim: a reader streaming at speed reads every few milliseconds.
-var idleStream = 50 * time.Millisecond // a variable for tests
-
-// pausedStream is how long a stream whose reader has not read elsewhere in
-// the file since must go unread to be reclaimed: a slow consumer (a
-// training step between reads, a player at its bitrate) keeps its
-// read-ahead; a paused one gives it up.
-var pausedStream = 2 * time.Second // a variable for tests
-
-// reclaimableLocked reports whether r's stream may give its blocks to
-// other readers: r has no read under way and the stream has stopped.
-// REQUIRES: r.mu held.
-func (r *Reader) reclaimableLocked() bool {
-	s := r.s
-	if r.active.Load() > 0 || s == nil || len(s.held) == 0 {
-		return false
+// Counters lists the read path's counters, the cache's with them.
+func (m *Manager) Counters() []counters.Counter {
+	p := &m.Stats
+	cs := []counters.Counter{
+		counters.New("gets", "GET requests sent to the object store.", p.Gets.Load),
+		counters.Gauge("gets_inflight", "GET requests under way.", p.InflightGets.Load),
+		counters.New("bytes_fetched", "Object bytes received from the object store.", p.BytesFetched.Load),
+		counters.New("bytes_read", "Bytes returned to readers.", p.BytesRead.Load),
+		counters.New("readahead_blocks", "Blocks fetched ahead of a reader.", p.ReadaheadBlocks.Load),
+		counters.New("readahead_used_blocks", "Blocks fetched ahead that a reader then read.", p.ReadaheadUsed.Load),
+		counters.New("readahead_wasted_bytes", "Bytes fetched ahead that no reader read.", p.ReadaheadWasted.Load),
+		counters.New("streams_started", "Sequential streams detected.", p.StreamsStarted.Load),
+		counters.New("streams_reclaimed", "Idle streams dropped to free read-ahead budget for other reads.", p.StreamsReclaimed.Load),
+		counters.New("random_reads", "Reads served outside a sequential stream.", p.RandomReads.Load),
+		counters.New("random_block_hits", "Reads (or parts of reads) outside a stream served by cached blocks.", p.BlockCacheServed.Load),
+		counters.New("random_promoted", "Blocks fetched whole for the disk cache after random reads missed them twice.", p.Promoted.Load),
+		counters.New("budget_fallbacks", "Stream reads served by an exact GET because the read-ahead budget was full.", p.BudgetFallbacks.Load),
+		counters.Gauge("open_readers", "Files open for reading.", p.OpenReaders.Load),
+		counters.New("get_resumes", "GET bodies resumed from where they stopped after a stall or a cut.", p.Resumes.Load),
+		counters.New("slow_reads", "Reads that took --log-slow-reads or longer.", p.SlowReads.Load),
+		counters.Gauge("budget_used_bytes", "Read-ahead budget bytes held now (blocks in flight or read ahead).", m.budget.Used),
+		counters.New("budget_mismatches", "Read-ahead budget releases that did not match what was held (an accounting bug; logged and clamped).", m.budget.Mismatches),
 	}
-	idle := time.Since(s.last)
-	return (s.strays > 0 && idle >= idleStream) || idle >= pausedStream
+	if m.cache.HasDisk() {
+		cs = append(cs, counters.New("warmed_bytes", "Bytes written to the disk cache by warm requests.", p.WarmedBytes.Load))
+	}
+	return append(cs, m.cache.Counters()...)
 }
 
 // reclaim makes room in the budget for a read of need bytes that found it
 // full, by dropping other readers' streams, the least recently read first,
 // among those with no read under way (a reader waiting for a slow store is
 // not idle) that were left for reads elsewhere in their file more than
-// idleStream ago, or not read at all for pausedStream. Their landed blocks
-// go back to the budget at once (and stay in the cache); blocks in flight
-// once they land. Streams that stopped would otherwise keep the budget from
+// Options.IdleStream ago, or not read at all for Options.PausedStream.
+// Their landed blocks go back to the budget at once (and stay in the
+// cache); blocks in flight once they land. Streams that stopped would otherwise keep the budget from
 // readers that need it: a record loader with many files open, where a few
 // records that happened to be adjacent looked like a stream, or a paused
 // player. It reports whether it dropped any stream.
@@ -235,48 +339,16 @@ func (m *Manager) reclaim(except *Reader, need int64) bool {
 	return dropped > 0
 }
 
-// fill fills flights of consecutive blocks and finishes them: from the
-// disk tier where it has them, the rest with one GET per run of
-// consecutive blocks. With slot set a GET first takes one of the mount's
-// read-ahead GET slots.
+// fill fills flights of consecutive blocks that Join created, through
+// the cache (which reads the disk tier first) and otherwise with one GET
+// per run of consecutive blocks. With slot set a GET first takes one of
+// the mount's read-ahead GET slots.
 func (m *Manager) fill(ctx context.Context, v store.Version, slot bool, flights ...*cache.Flight) {
-	if d := m.cfg.Disk; d != nil {
-		// Blocks on disk are read in parallel: the disk serves several
-		// requests at once faster than one after another.
-		hit := make([]bool, len(flights))
-		var wg sync.WaitGroup
-		for i, f := range flights {
-			if d.Has(f.Key()) {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					hit[i] = ctx.Err() == nil && d.Read(f.Key(), f.Buffer())
-				}()
-			}
-		}
-		wg.Wait()
-		rest := flights[:0:0]
-		for i, f := range flights {
-			if hit[i] {
-				f.Filled(f.Len())
-				f.Finish(nil)
-				continue
-			}
-			rest = append(rest, f)
-		}
-		flights = rest
-	}
-	for len(flights) > 0 {
-		n := 1
-		for n < len(flights) && flights[n].Key().Index == flights[n-1].Key().Index+1 {
-			n++
-		}
-		m.fetch(ctx, v, slot, flights[:n])
-		flights = flights[n:]
-	}
+	m.cache.Fill(ctx, func(ctx context.Context, run []*cache.Flight) { m.fetch(ctx, v, slot, run) }, flights...)
 }
 
-// fetch fills flights of consecutive blocks with one GET.
+// fetch fills flights of consecutive blocks with one GET, finishing each
+// as it fills. It is the cache's FetchFunc.
 func (m *Manager) fetch(ctx context.Context, v store.Version, slot bool, flights []*cache.Flight) {
 	if slot {
 		select {
@@ -288,8 +360,8 @@ func (m *Manager) fetch(ctx context.Context, v store.Version, slot bool, flights
 		}
 	}
 	first, last := flights[0], flights[len(flights)-1]
-	off := first.Key().Index * m.cfg.BlockSize
-	end := last.Key().Index*m.cfg.BlockSize + int64(last.Len())
+	off := first.Key().Offset
+	end := last.Key().Offset + int64(last.Len())
 	body, err := m.open(ctx, v, off, end-off)
 	if err != nil {
 		finishAll(flights, err)
@@ -304,9 +376,6 @@ func (m *Manager) fetch(ctx context.Context, v store.Version, slot bool, flights
 		if err != nil {
 			finishAll(flights[i:], err)
 			return
-		}
-		if m.cfg.Disk != nil {
-			m.cfg.Disk.Store(f.Key(), f.Block())
 		}
 		f.Finish(nil)
 	}

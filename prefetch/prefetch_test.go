@@ -12,6 +12,7 @@ import (
 
 	"github.com/bucketfs/bucketfs/cache"
 	"github.com/bucketfs/bucketfs/store"
+	"github.com/jonboulle/clockwork"
 )
 
 const (
@@ -25,6 +26,8 @@ type fixture struct {
 	m    *Manager
 	data []byte
 	v    store.Version
+	held int64   // the manager's budget
+	o    Options // the manager's options
 }
 
 // newFixture stores one object of size bytes in a fake with the given
@@ -37,13 +40,22 @@ func newFixture(t *testing.T, size int, latency time.Duration, budget int64) *fi
 	st.Put("b", "obj", data)
 	o, _ := st.Head(context.Background(), "b", "obj")
 	st.SetLatency(latency)
-	c, err := cache.New(64*mib, bs)
+	c, err := cache.New(cache.Config{MemoryBytes: 64 * mib, BlockSize: bs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	m := NewManager(st, c, cache.NewBudget(budget), Config{BlockSize: bs, MaxReadahead: 8 * mib, MaxGets: 8, SplitBytes: 256 << 10})
-	return &fixture{st: st, c: c, m: m, data: data, v: store.Version{Bucket: "b", Key: "obj", ETag: o.ETag, Size: o.Size}}
+	opts := Options{BlockSize: bs, MaxReadahead: 8 * mib, MaxGets: 8, SplitBytes: 256 << 10}
+	m := newManager(st, c, budget, opts)
+	return &fixture{st: st, c: c, m: m, data: data, v: store.Version{Bucket: "b", Key: "obj", ETag: o.ETag, Size: o.Size}, held: budget, o: opts}
+}
+
+// withClock replaces the fixture's manager with one whose time is clock.
+// REQUIRES: no reader of the old manager is open.
+func (fx *fixture) withClock(clock clockwork.Clock) {
+	o := fx.o
+	o.Clock = clock
+	fx.m = newManager(fx.st, fx.c, fx.held, o)
 }
 
 // read reads n bytes at off and checks them against the source.
@@ -85,6 +97,19 @@ func (fx *fixture) budgetReturns(t *testing.T) {
 	}
 }
 
+// quiet waits for the read path to be quiet and checks its invariants.
+func (fx *fixture) quiet(t *testing.T) {
+	t.Helper()
+	fx.settle(t)
+	var err error
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if err = fx.m.checkInvariants(); err == nil {
+			return
+		}
+	}
+	t.Fatal(err)
+}
+
 // TestSequentialReadAhead: a sequential reader gets exact bytes, the window
 // grows, wide windows are fetched in multi-block GETs, and no byte is
 // fetched twice.
@@ -95,7 +120,7 @@ func TestSequentialReadAhead(t *testing.T) {
 	for off := int64(0); off < int64(len(fx.data)); off += 128 << 10 {
 		fx.read(t, r, off, 128<<10)
 	}
-	fx.settle(t)
+	fx.quiet(t)
 	s := &fx.m.Stats
 	// Once the window is wide, one GET fetches several blocks.
 	if got := fx.st.Calls("GetObject"); got >= 25 || got < 7 {
@@ -296,24 +321,27 @@ func TestTwoReadersOneGetPerBlock(t *testing.T) {
 }
 
 // TestCloseCancelsReadAhead: closing a file cancels its GETs and gives
-// back its budget.
+// back its budget. The store answers only when the test's clock moves,
+// which it never does: the GETs end because Close cancelled them.
 func TestCloseCancelsReadAhead(t *testing.T) {
-	fx := newFixture(t, 64*mib, 300*time.Millisecond, 32*mib)
+	t.Parallel()
+	fx := newFixture(t, 64*mib, 0, 32*mib)
+	fx.st.SetClock(clockwork.NewFakeClock())
 	r := fx.m.NewReader(fx.v)
-	fx.read(t, r, 0, 256<<10)
-	fx.read(t, r, 256<<10, 256<<10)
-	for deadline := time.Now().Add(time.Second); fx.m.Stats.InflightGets.Load() == 0; time.Sleep(time.Millisecond) {
+	fx.read(t, r, 0, 256<<10) // block 0, fetched at once
+	fx.st.SetLatency(time.Hour)
+	fx.read(t, r, 256<<10, 256<<10) // block 1 read ahead, waiting
+	for deadline := time.Now().Add(5 * time.Second); fx.m.Stats.InflightGets.Load() == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no read-ahead in flight")
 		}
 	}
-	start := time.Now()
-	r.Close()
-	fx.settle(t)
-	if d := time.Since(start); d > 200*time.Millisecond {
-		t.Errorf("read-ahead GETs ended %s after Close; not cancelled", d)
+	r.Close() // waits for the fills it started
+	if n := fx.m.Stats.InflightGets.Load(); n != 0 {
+		t.Errorf("%d GETs still in flight after Close returned", n)
 	}
 	fx.budgetReturns(t)
+	fx.quiet(t)
 	if _, err := r.ReadAt(context.Background(), make([]byte, 10), 0); !errors.Is(err, errClosed) {
 		t.Errorf("read after close: %v", err)
 	}
@@ -380,7 +408,7 @@ func TestChangedObjectFails(t *testing.T) {
 // when the kernel sends whole reads, any second contiguous read is.
 func TestResumeAfterSeekBecomesStream(t *testing.T) {
 	fx := newFixture(t, 64*mib, 0, 32*mib)
-	whole := NewManager(fx.st, fx.c, cache.NewBudget(32*mib), Config{BlockSize: bs, MaxReadahead: 8 * mib})
+	whole := newManager(fx.st, fx.c, 32*mib, Options{BlockSize: bs, MaxReadahead: 8 * mib})
 	w := whole.NewReader(fx.v)
 	defer w.Close()
 	// Small contiguous reads become a stream once they cover more than
@@ -411,12 +439,15 @@ func TestResumeAfterSeekBecomesStream(t *testing.T) {
 // TestSlowReaderSmallWindow: a reader consuming slowly (audio at its
 // bitrate) keeps a window of a few seconds of its rate, not the maximum.
 func TestSlowReaderSmallWindow(t *testing.T) {
+	t.Parallel()
 	fx := newFixture(t, 32*mib, 0, 32*mib)
+	clock := clockwork.NewFakeClock()
+	fx.withClock(clock)
 	r := fx.m.NewReader(fx.v)
 	defer r.Close()
 	for off := int64(0); off < 3*mib; off += 64 << 10 {
 		fx.read(t, r, off, 64<<10)
-		time.Sleep(20 * time.Millisecond) // ~3.2 MB/s
+		clock.Advance(20 * time.Millisecond) // ~3.2 MB/s
 	}
 	r.mu.Lock()
 	window := r.s.window
@@ -472,9 +503,8 @@ func TestReclaimIdleStreams(t *testing.T) {
 		{"paused", false, time.Hour, 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			defer func(i, p time.Duration) { idleStream, pausedStream = i, p }(idleStream, pausedStream)
-			idleStream, pausedStream = tc.idle, tc.paused
 			fx := newFixture(t, 4*mib, 0, bs) // room for one block
+			fx.m.cfg.IdleStream, fx.m.cfg.PausedStream = tc.idle, tc.paused
 			a := fx.m.NewReader(fx.v)
 			defer a.Close()
 			fx.read(t, a, 0, 64<<10) // a's stream holds block 0
@@ -499,27 +529,30 @@ func TestReclaimIdleStreams(t *testing.T) {
 // TestCrossBlockReadFetchesInParallel: a read that crosses into the next
 // block just after a stream began (a kernel read-ahead request after a
 // seek) has both blocks' GETs under way at once, not one after the other.
+// The store answers only when the test moves its clock: one GET after the
+// other would leave a single request waiting.
 func TestCrossBlockReadFetchesInParallel(t *testing.T) {
-	const latency = time.Second
-	fx := newFixture(t, 16*mib, latency, 32*mib)
+	t.Parallel()
+	fx := newFixture(t, 16*mib, 0, 32*mib)
+	clock := clockwork.NewFakeClock()
+	fx.st.SetClock(clock)
 	fx.m.SetSplitBytes(0)
 	r := fx.m.NewReader(fx.v)
 	defer r.Close()
 	base := int64(6*mib - 200<<10)
 	fx.read(t, r, base, 64<<10) // after a seek: exact
-	before := fx.st.Calls("GetObject")
+	fx.st.SetLatency(time.Second)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		fx.read(t, r, base+64<<10, 256<<10) // a stream; ends in block 6
 	}()
-	deadline := time.Now().Add(latency / 2)
-	for fx.st.Calls("GetObject")-before < 2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := clock.BlockUntilContext(ctx, 2); err != nil {
+		t.Fatalf("blocks 5 and 6 not both requested before either answered: %v", err)
 	}
-	if got := fx.st.Calls("GetObject") - before; got < 2 {
-		t.Errorf("%d GETs under way half a round trip into the read, want blocks 5 and 6 both", got)
-	}
+	clock.Advance(time.Second)
 	<-done
 }
 
@@ -527,9 +560,9 @@ func TestCrossBlockReadFetchesInParallel(t *testing.T) {
 // store is not idle, however long ago the read began: its stream keeps
 // its blocks and the other reader falls back to an exact GET.
 func TestReclaimSkipsWaitingReader(t *testing.T) {
-	defer func(i, p time.Duration) { idleStream, pausedStream = i, p }(idleStream, pausedStream)
-	idleStream, pausedStream = 0, 0   // idle at once, but for the read under way
 	fx := newFixture(t, 4*mib, 0, bs) // room for one block
+	// Idle at once, but for the read under way.
+	fx.m.cfg.IdleStream, fx.m.cfg.PausedStream = 0, 0
 	fx.st.Put("b", "slow", fx.data)
 	o, _ := fx.st.Head(context.Background(), "b", "slow")
 	release := make(chan struct{})

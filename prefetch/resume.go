@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bucketfs/bucketfs/store"
+	"github.com/jonboulle/clockwork"
 )
 
 // errStalled marks a GET body that sent nothing for the stall timeout.
@@ -31,7 +32,7 @@ type body struct {
 
 	cur     io.ReadCloser
 	cancel  context.CancelFunc // ends cur's request
-	timer   *time.Timer        // fires when cur stalls
+	timer   clockwork.Timer    // fires when cur stalls
 	stalled atomic.Bool
 }
 
@@ -61,7 +62,7 @@ func (b *body) start() error {
 	}
 	b.stalled.Store(false)
 	b.cur, b.cancel = out.Body, cancel
-	b.timer = time.AfterFunc(m.stallTimeout(), func() {
+	b.timer = m.clock.AfterFunc(m.stallTimeout(), func() {
 		b.stalled.Store(true)
 		cancel()
 	})
@@ -119,7 +120,7 @@ func (b *body) Read(p []byte) (int, error) {
 // retry waits a backoff and sends a new GET for the missing bytes. Its
 // failure is final: the SDK has retried that request already.
 func (b *body) retry() error {
-	if err := sleepCtx(b.ctx, backoff(b.fails)); err != nil {
+	if err := sleepCtx(b.ctx, b.m.clock, backoff(b.fails)); err != nil {
 		return err
 	}
 	return b.start()
@@ -132,11 +133,11 @@ func backoff(n int) time.Duration {
 	return time.Duration(rand.Int64N(int64(d)) + 1)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
+func sleepCtx(ctx context.Context, clock clockwork.Clock, d time.Duration) error {
+	t := clock.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-t.Chan():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

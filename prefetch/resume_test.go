@@ -69,12 +69,12 @@ func flakyFixture(t *testing.T, fs *flakyStore, size int, stall time.Duration) *
 	t.Helper()
 	fx := newFixture(t, size, 0, 32*mib)
 	fs.Store = fx.st
-	c, err := cache.New(64*mib, bs)
+	c, err := cache.New(cache.Config{MemoryBytes: 64 * mib, BlockSize: bs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	fx.m = NewManager(fs, c, cache.NewBudget(32*mib), Config{BlockSize: bs, MaxReadahead: 8 * mib, MaxGets: 8, MaxRetries: 3, StallTimeout: stall})
+	fx.m = newManager(fs, c, 32*mib, Options{BlockSize: bs, MaxReadahead: 8 * mib, MaxGets: 8, MaxRetries: 3, StallTimeout: stall})
 	return fx
 }
 

@@ -32,7 +32,7 @@ const (
 // up to it as they do to reads (reclaim), so an idle open file cannot keep
 // it waiting. Each request asks for no more than the budget can ever grant.
 func (m *Manager) Warm(ctx context.Context, v store.Version) error {
-	if m.cfg.Disk == nil {
+	if !m.cache.HasDisk() {
 		return ErrNoDisk
 	}
 	perGet, reserve, err := m.warmPlan()
@@ -109,12 +109,11 @@ func (m *Manager) warmRun(ctx context.Context, v store.Version, a, b, reserve in
 }
 
 func (m *Manager) warmOnce(ctx context.Context, v store.Version, a, b, reserve int64) error {
-	d := m.cfg.Disk
 	var missing []cache.Key
 	var bytes int64
 	for idx := a; idx < b; idx++ {
 		k := m.blockKey(v, idx)
-		if !d.Has(k) {
+		if !m.cache.OnDisk(k) {
 			missing = append(missing, k)
 			bytes += m.blockLen(v, idx)
 		}
@@ -131,7 +130,7 @@ func (m *Manager) warmOnce(ctx context.Context, v store.Version, a, b, reserve i
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-m.clock.After(20 * time.Millisecond):
 		}
 	}
 	defer m.budget.Release(bytes)
@@ -163,7 +162,7 @@ func (m *Manager) warmOnce(ctx context.Context, v store.Version, a, b, reserve i
 			}
 			return err
 		}
-		if err := d.Write(missing[i], data); err != nil {
+		if err := m.cache.Persist(missing[i], data); err != nil {
 			return err
 		}
 		m.Stats.WarmedBytes.Add(int64(len(data)))
@@ -173,13 +172,13 @@ func (m *Manager) warmOnce(ctx context.Context, v store.Version, a, b, reserve i
 
 // CachedBytes returns how many bytes of v the disk tier holds.
 func (m *Manager) CachedBytes(v store.Version) int64 {
-	if m.cfg.Disk == nil {
+	if !m.cache.HasDisk() {
 		return 0
 	}
 	var n int64
 	blocks := (v.Size + m.cfg.BlockSize - 1) / m.cfg.BlockSize
 	for idx := int64(0); idx < blocks; idx++ {
-		if m.cfg.Disk.Has(m.blockKey(v, idx)) {
+		if m.cache.OnDisk(m.blockKey(v, idx)) {
 			n += m.blockLen(v, idx)
 		}
 	}

@@ -26,18 +26,13 @@ func warmFixture(t *testing.T, blockSize, budget int64, sizes ...int) (*Manager,
 		o, _ := st.Head(context.Background(), "b", key)
 		vs = append(vs, store.Version{Bucket: "b", Key: key, ETag: o.ETag, Size: o.Size})
 	}
-	d, err := cache.OpenDisk(cache.DiskConfig{Dir: t.TempDir(), MaxBytes: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
-	d.WaitScan()
-	c, err := cache.New(64*mib, blockSize)
+	c, err := cache.New(cache.Config{MemoryBytes: 64 * mib, BlockSize: blockSize, Disk: &cache.DiskConfig{Dir: t.TempDir(), MaxBytes: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	m := NewManager(st, c, cache.NewBudget(budget), Config{BlockSize: blockSize, MaxReadahead: 8 * mib, MaxGets: 8, SplitBytes: 256 << 10, Disk: d})
+	c.WaitScan()
+	m := newManager(st, c, budget, Options{BlockSize: blockSize, MaxReadahead: 8 * mib, MaxGets: 8, SplitBytes: 256 << 10})
 	return m, vs
 }
 
@@ -95,9 +90,8 @@ func TestWarmSmallBudget(t *testing.T) {
 // read-ahead budget; warming takes it back (as a read would) instead of
 // waiting until they are read or closed, which may be never.
 func TestWarmReclaimsPausedStreams(t *testing.T) {
-	defer func(p time.Duration) { pausedStream = p }(pausedStream)
-	pausedStream = 100 * time.Millisecond
 	m, vs := warmFixture(t, mib, 32*mib, 16*mib, 16*mib, 16*mib, 6*mib)
+	m.cfg.PausedStream = 100 * time.Millisecond
 	buf := make([]byte, 256<<10)
 	for _, v := range vs[:3] {
 		r := m.NewReader(v)

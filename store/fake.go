@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // Fake is an in-memory Store for unit tests. It follows S3's listing rules
@@ -25,6 +27,7 @@ type Fake struct {
 	mu      sync.Mutex // protects the following
 	buckets map[string]map[string]*fakeObject
 	latency time.Duration
+	clock   clockwork.Clock // times latency
 	failFn  func(op, bucket, key string) error
 
 	calls sync.Map // op -> *atomic.Int64
@@ -45,11 +48,19 @@ var _ Store = (*Fake)(nil)
 
 // NewFake returns an empty fake store.
 func NewFake() *Fake {
-	return &Fake{buckets: map[string]map[string]*fakeObject{}, pageSize: 1000}
+	return &Fake{buckets: map[string]map[string]*fakeObject{}, pageSize: 1000, clock: clockwork.NewRealClock()}
 }
 
 // SetPageSize changes the maximum page size of listings (default 1000).
 func (f *Fake) SetPageSize(n int32) { f.pageSize = n }
+
+// SetClock makes latency wait on clock (a fake clock lets a test decide
+// when requests answer).
+func (f *Fake) SetClock(clock clockwork.Clock) {
+	f.mu.Lock()
+	f.clock = clock
+	f.mu.Unlock()
+}
 
 // SetLatency delays every request by d (the context still cancels it).
 func (f *Fake) SetLatency(d time.Duration) {
@@ -162,15 +173,15 @@ func (f *Fake) begin(ctx context.Context, op, bucket, key string) error {
 	v, _ := f.calls.LoadOrStore(op, new(atomic.Int64))
 	v.(*atomic.Int64).Add(1)
 	f.mu.Lock()
-	lat, fail := f.latency, f.failFn
+	lat, fail, clock := f.latency, f.failFn, f.clock
 	f.mu.Unlock()
 	if lat > 0 {
-		t := time.NewTimer(lat)
+		t := clock.NewTimer(lat)
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
 			return fakeCtxErr(ctx, op, bucket, key)
-		case <-t.C:
+		case <-t.Chan():
 		}
 	}
 	if err := ctx.Err(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bucketfs/bucketfs/cache"
+	"github.com/bucketfs/bucketfs/counters"
 	bfs "github.com/bucketfs/bucketfs/fs"
 	"github.com/bucketfs/bucketfs/prefetch"
 	"github.com/bucketfs/bucketfs/store"
@@ -98,15 +99,24 @@ func runMount(o *mountOptions) error {
 		pprof.StartCPUProfile(f)
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	rp, err := newReadPath(st, o, log.WithField("component", "cache"))
+	rp, err := prefetch.New(st, readOptions(o, log))
 	if err != nil {
+		if o.CacheDir != "" {
+			return fmt.Errorf("--cache-dir: %v", err)
+		}
 		return err
 	}
-	defer rp.close()
-	rp.retries = s3.Retries.Load
-	counters := &bfs.Counters{}
+	defer rp.Close()
+	// The garbage collector keeps the heap near what the read path and
+	// the cached directory listings may hold, not at twice the live size.
+	debug.SetMemoryLimit(rp.MemoryLimit() + bfs.DefaultListingBudget)
+	tree := &bfs.Counters{}
+	table := counterTable(rp, s3, tree)
+	if err := table.Check(); err != nil {
+		return err
+	}
 	if o.MetricsAddr != "" {
-		registerCounters(reg, rp, s3, counters)
+		registerCounters(reg, table)
 		srv, err := serveMetrics(o.MetricsAddr, reg)
 		if err != nil {
 			return err
@@ -118,10 +128,9 @@ func runMount(o *mountOptions) error {
 	defer stopBackground()
 	cfg := bfs.Config{
 		Store:       st,
-		NewReader:   rp.newReader,
-		Stats:       rp.stats,
-		Counters:    counters,
-		Disk:        rp.diskCache(),
+		NewReader:   func(v store.Version) bfs.ObjectReader { return rp.NewReader(v) },
+		Stats:       table.Snapshot,
+		Counters:    tree,
 		Log:         log.WithField("component", "fs"),
 		Bucket:      o.Bucket,
 		Prefix:      o.Prefix,
@@ -138,6 +147,9 @@ func runMount(o *mountOptions) error {
 		RestoreCheckRate: o.RestoreRate,
 		Ctx:              bgCtx,
 	}
+	if rp.HasDisk() {
+		cfg.Disk = rp
+	}
 	server, err := bfs.Mount(mnt, cfg, bfs.MountOptions{AllowOther: o.AllowOther, Debug: o.DebugFUSE})
 	if err != nil {
 		return fmt.Errorf("mounting %s: %v", mnt, err)
@@ -145,7 +157,7 @@ func runMount(o *mountOptions) error {
 	mlog := log.WithFields(logrus.Fields{"component": "mount", "mountpoint": mnt, "bucket": o.Bucket, "prefix": o.Prefix})
 	if err := bfs.SetKernelReadahead(mnt, bfs.DefaultMaxRead); err != nil {
 		mlog.WithError(err).Info("kernel read-ahead left at 128 KiB: large reads arrive as 128 KiB requests")
-		rp.mgr.SetSplitBytes(2 * 128 << 10)
+		rp.SetSplitBytes(2 * 128 << 10)
 	}
 	mlog.Info("mounted")
 	notifyMounted(log, o.LogFile)
@@ -154,7 +166,7 @@ func runMount(o *mountOptions) error {
 	h := &signalHandler{
 		server:    server,
 		log:       mlog,
-		openFiles: rp.mgr.Stats.OpenReaders.Load,
+		openFiles: rp.Stats.OpenReaders.Load,
 		holders:   func() []string { return mountHolders("/proc", id, mnt) },
 		detach:    func() error { return syscall.Unmount(mnt, syscall.MNT_DETACH) },
 		exit:      os.Exit,
@@ -352,42 +364,10 @@ func endpointName(o *mountOptions) string {
 	return "AWS S3"
 }
 
-// readPath is the block cache (memory and optional disk tier) and
-// read-ahead of one mount.
-type readPath struct {
-	cache   *cache.Cache
-	disk    *cache.Disk // nil without --cache-dir
-	mgr     *prefetch.Manager
-	retries func() int64 // requests the store sent again; nil if unknown
-}
-
-// newReadPath splits --cache-memory between resident blocks and blocks held
-// by open files (in flight or read ahead), half each, and opens the disk
-// cache when asked for.
-func newReadPath(st store.Store, o *mountOptions, log *logrus.Entry) (*readPath, error) {
-	held := o.CacheMemory / 2
-	c, err := cache.New(o.CacheMemory-held, o.BlockSize)
-	if err != nil {
-		return nil, err
-	}
-	rp := &readPath{cache: c}
-	if o.CacheDir != "" {
-		rp.disk, err = cache.OpenDisk(cache.DiskConfig{
-			Dir: o.CacheDir, MaxBytes: o.CacheSize,
-			MinFree: o.CacheMinFree, MinFreePercent: o.CacheMinFreePercent,
-			Log: log,
-		})
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("--cache-dir: %v", err)
-		}
-	}
-	if rp.disk != nil {
-		rp.disk.SetMemory(c.Get)
-	}
-	budget := cache.NewBudget(held)
-	budget.SetLog(log.WithField("component", "read"))
-	rp.mgr = prefetch.NewManager(st, c, budget, prefetch.Config{
+// readOptions are the read path's options from the mount's flags.
+func readOptions(o *mountOptions, log *logrus.Logger) prefetch.Options {
+	ro := prefetch.Options{
+		CacheMemory:  o.CacheMemory,
 		BlockSize:    o.BlockSize,
 		MaxReadahead: o.MaxReadahead,
 		MaxGets:      o.MaxGets,
@@ -395,85 +375,25 @@ func newReadPath(st store.Store, o *mountOptions, log *logrus.Entry) (*readPath,
 		StallTimeout: o.RequestTimeout,
 		SlowRead:     o.SlowRead,
 		Log:          log.WithField("component", "read"),
-		Disk:         rp.disk,
-	})
-	// Blocks are the daemon's memory: ask the garbage collector to keep
-	// the heap near the budget rather than at twice the live size.
-	// Blocks queued for the disk cache (16) are held on top.
-	// Cached directory listings (bfs.DefaultListingBudget) are held on
-	// top too.
-	limit := o.CacheMemory + 48<<20 + bfs.DefaultListingBudget
-	if rp.disk != nil {
-		limit += 16 * o.BlockSize
 	}
-	debug.SetMemoryLimit(limit)
-	return rp, nil
+	if o.CacheDir != "" {
+		ro.Disk = &cache.DiskConfig{
+			Dir: o.CacheDir, MaxBytes: o.CacheSize,
+			MinFree: o.CacheMinFree, MinFreePercent: o.CacheMinFreePercent,
+			Log: log.WithField("component", "cache"),
+		}
+	}
+	return ro
 }
 
-func (r *readPath) newReader(v store.Version) bfs.ObjectReader { return r.mgr.NewReader(v) }
-
-// diskCache is what the tree sees of the disk tier; nil without one.
-func (r *readPath) diskCache() bfs.DiskCache {
-	if r.disk == nil {
-		return nil
-	}
-	return r.mgr
-}
-
-func (r *readPath) close() {
-	if r.disk != nil {
-		r.disk.Close()
-	}
-	r.cache.Close()
-}
-
-// stats returns the read path's counters by name.
-func (r *readPath) stats() map[string]int64 {
-	c, p := &r.cache.Stats, &r.mgr.Stats
-	m := map[string]int64{
-		"cache_hits":             c.Hits.Load(),
-		"cache_misses":           c.Misses.Load(),
-		"cache_joins":            c.Joins.Load(),
-		"cache_evictions":        c.Evictions.Load(),
-		"cache_rejected":         c.Rejected.Load(),
-		"cache_resident_bytes":   c.Resident.Load(),
-		"cache_buffers_reused":   c.Reused.Load(),
-		"budget_used_bytes":      r.mgr.Budget().Used(),
-		"budget_mismatches":      r.mgr.Budget().Mismatches(),
-		"gets":                   p.Gets.Load(),
-		"gets_inflight":          p.InflightGets.Load(),
-		"bytes_fetched":          p.BytesFetched.Load(),
-		"bytes_read":             p.BytesRead.Load(),
-		"readahead_blocks":       p.ReadaheadBlocks.Load(),
-		"readahead_used_blocks":  p.ReadaheadUsed.Load(),
-		"readahead_wasted_bytes": p.ReadaheadWasted.Load(),
-		"streams_started":        p.StreamsStarted.Load(),
-		"streams_reclaimed":      p.StreamsReclaimed.Load(),
-		"random_reads":           p.RandomReads.Load(),
-		"random_block_hits":      p.BlockCacheServed.Load(),
-		"open_readers":           p.OpenReaders.Load(),
-		"get_resumes":            p.Resumes.Load(),
-		"slow_reads":             p.SlowReads.Load(),
-		"random_promoted":        p.Promoted.Load(),
-		"goroutines":             int64(runtime.NumGoroutine()),
-		"disk_cache":             0,
-	}
-	if r.retries != nil {
-		m["s3_retries"] = r.retries()
-	}
-	if d := r.disk; d != nil {
-		ds := &d.Stats
-		m["disk_cache"] = 1
-		m["disk_hits"] = ds.Hits.Load()
-		m["disk_misses"] = ds.Misses.Load()
-		m["disk_writes"] = ds.Writes.Load()
-		m["disk_write_bytes"] = ds.WriteBytes.Load()
-		m["disk_dropped"] = ds.Dropped.Load()
-		m["disk_evictions"] = ds.Evictions.Load()
-		m["disk_corrupt"] = ds.Corrupt.Load()
-		m["disk_bytes"] = ds.Bytes.Load()
-		m["disk_files"] = ds.Files.Load()
-		m["warmed_bytes"] = p.WarmedBytes.Load()
-	}
-	return m
+// counterTable is every counter of the daemon: the read path's, the
+// object store client's and the tree's.
+func counterTable(rp *prefetch.Manager, s3 *store.S3, tree *bfs.Counters) counters.Table {
+	t := counters.Table(rp.Counters())
+	t = append(t,
+		counters.New("s3_retries", "Requests the SDK sent again after a failure.", s3.Retries.Load),
+		counters.Gauge("s3_connections", "Connections to the object store open now, idle or busy.", s3.Conns.Load),
+		counters.Gauge("goroutines", "Goroutines of the daemon.", func() int64 { return int64(runtime.NumGoroutine()) }),
+	)
+	return append(t, tree.Counters()...)
 }

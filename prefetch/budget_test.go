@@ -1,4 +1,4 @@
-package cache
+package prefetch
 
 import (
 	"bytes"
@@ -86,5 +86,26 @@ func TestBudgetNegativeAcquire(t *testing.T) {
 	}
 	if b.Used() != 0 {
 		t.Errorf("used = %d", b.Used())
+	}
+}
+
+// TestBudget covers the reserve of TryAcquire and Release.
+func TestBudget(t *testing.T) {
+	b := NewBudget(100)
+	if !b.TryAcquire(60, 20) {
+		t.Fatal("TryAcquire(60, reserve 20) on an empty budget of 100 failed")
+	}
+	if b.TryAcquire(30, 20) {
+		t.Fatal("TryAcquire ate into the reserve")
+	}
+	if !b.TryAcquire(30, 0) {
+		t.Fatal("TryAcquire without reserve failed with 40 free")
+	}
+	if b.TryAcquire(20, 0) {
+		t.Fatal("TryAcquire went over capacity")
+	}
+	b.Release(60)
+	if b.Used() != 30 {
+		t.Errorf("used = %d, want 30", b.Used())
 	}
 }

@@ -1,4 +1,4 @@
-package cache
+package prefetch
 
 import (
 	"math/bits"

@@ -1,0 +1,91 @@
+package prefetch
+
+// Pattern classification: which reads belong to a sequential stream, when
+// a stream starts, how wide its window may grow, and when it is idle.
+
+import "time"
+
+// backSlack is how far behind a stream's position a read may land and
+// still count as part of the stream: the kernel sends parallel reads that
+// can arrive out of order, and players step back a little.
+const backSlack = 2 << 20
+
+// A run of contiguous reads outside the stream becomes the stream once it
+// has at least two reads and more than minRunBytes bytes. Without the byte
+// floor, one 256 KiB record read that the kernel cut into two 128 KiB
+// requests would look sequential; with it, a player resuming after a seek
+// (the kernel's read-ahead grows its requests) is a stream by its second
+// read.
+const minRunBytes = 256 << 10
+
+// leadTime is how far ahead of a stream's reader, in time at its measured
+// rate, the window reaches: enough to hide several round trips, not so much
+// that a slow reader (audio at 320 kbit/s) holds minutes of data it may
+// skip.
+const leadTime = 2 * time.Second
+
+// classifyLocked decides whether [off, end) belongs to the stream, starting
+// or replacing the stream when a sequential pattern appears.
+// REQUIRES: r.mu held.
+func (r *Reader) classifyLocked(off, end int64) bool {
+	if s := r.s; s != nil && off >= s.next-backSlack && off <= s.next+max(s.window, r.bs) {
+		s.next = max(s.next, end)
+		s.last = r.m.clock.Now()
+		s.strays = 0
+		if idx := (s.next - 1) / r.bs; idx > s.grownAt {
+			s.grownAt = idx
+			s.window = min(s.window*2, r.windowCap(s))
+		}
+		return true
+	}
+	// A read continuing the run (or overlapping its end, as out-of-order
+	// kernel requests do) extends it; anything else starts a new run.
+	if off >= r.runStart && off <= r.runEnd && r.runEnd > r.runStart {
+		r.runEnd = max(r.runEnd, end)
+		r.runReads++
+	} else {
+		r.runStart, r.runEnd, r.runReads = off, end, 1
+	}
+	if (off == 0 && r.s == nil) || (r.runReads >= 2 && r.runEnd-r.runStart > max(r.m.splitBytes.Load(), minRunBytes)) {
+		r.dropStreamLocked()
+		r.s = r.newStream(r.runStart, end)
+		r.runStart, r.runEnd, r.runReads = 0, 0, 0
+		return true
+	}
+	if r.s != nil {
+		r.s.strays++
+	}
+	return false
+}
+
+// newStream returns a stream that began at start and has been read up to
+// next, with a window of one block.
+func (r *Reader) newStream(start, next int64) *stream {
+	r.m.Stats.StreamsStarted.Add(1)
+	now := r.m.clock.Now()
+	return &stream{start: start, began: now, last: now, next: next, window: r.bs, grownAt: max(next-1, 0) / r.bs, held: map[int64]*heldBlock{}}
+}
+
+// windowCap bounds a stream's window by its reader's rate: leadTime of
+// reading at the rate seen so far, at least two blocks, at most
+// MaxReadahead.
+func (r *Reader) windowCap(s *stream) int64 {
+	elapsed := r.m.clock.Since(s.began)
+	if elapsed < 100*time.Millisecond {
+		return r.m.cfg.MaxReadahead // too early to tell: assume a fast reader
+	}
+	rate := float64(s.next-s.start) / elapsed.Seconds()
+	return min(max(int64(rate*leadTime.Seconds()), 2*r.bs), r.m.cfg.MaxReadahead)
+}
+
+// reclaimableLocked reports whether r's stream may give its blocks to
+// other readers: r has no read under way and the stream has stopped.
+// REQUIRES: r.mu held.
+func (r *Reader) reclaimableLocked() bool {
+	s := r.s
+	if r.active.Load() > 0 || s == nil || len(s.held) == 0 {
+		return false
+	}
+	idle := r.m.clock.Since(s.last)
+	return (s.strays > 0 && idle >= r.m.cfg.IdleStream) || idle >= r.m.cfg.PausedStream
+}
