@@ -38,15 +38,15 @@ type Faults struct {
 
 // faults is the proxy's fault state.
 type faults struct {
-	mu       sync.Mutex // protects cfg and rng
-	cfg      Faults
-	rng      *rand.Rand
-	drawn    int64 // faults decided since SetFaults
+	mu       sync.Mutex
+	cfg      Faults     // GUARDED_BY(mu)
+	rng      *rand.Rand // GUARDED_BY(mu)
+	drawn    int64      // faults decided since SetFaults. GUARDED_BY(mu)
 	injected atomic.Int64
 
 	// Down: the listener is closed and every connection cut.
 	downMu sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]struct{} // GUARDED_BY(downMu)
 }
 
 // SetFaults sets the faults to inject from now on.

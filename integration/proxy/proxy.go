@@ -4,6 +4,13 @@
 // and a loopback server lacks: a first-byte latency and a per-connection
 // bandwidth. It counts requests by operation and the object bytes it
 // served, which is how tests see that a cached block costs no GET.
+//
+// It also emulates an archive tier (GLACIER storage classes, RestoreObject,
+// see archive.go) and injects faults (errors, resets, stalls, downtime, see
+// faults.go).
+//
+// Lock order: there are three mutexes, archive.mu, faults.mu and
+// faults.downMu, and each is a leaf: none is held while another is taken.
 package proxy
 
 import (
@@ -35,7 +42,7 @@ type Proxy struct {
 	addr string // 127.0.0.1:PORT
 	srv  *http.Server
 	rp   *httputil.ReverseProxy
-	l    net.Listener // nil while down; guarded by f.downMu
+	l    net.Listener // nil while down. GUARDED_BY(f.downMu)
 
 	// Mutable state (atomics)
 	latency                              atomic.Int64 // nanoseconds before a request is forwarded
