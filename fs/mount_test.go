@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bucketfs/bucketfs/store"
+	"github.com/moby/sys/mountinfo"
 )
 
 // These tests mount the tree in this process through the kernel (they need
@@ -482,20 +482,14 @@ func TestMountPrefix(t *testing.T) {
 // mountSource returns the source field of the mount at dir.
 func mountSource(t *testing.T, dir string) string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields, after := strings.Fields(pre), strings.Fields(post)
-		if ok && len(fields) > 4 && fields[4] == dir && len(after) > 1 {
-			return after[1]
-		}
+	if len(mounts) == 0 {
+		t.Fatalf("%s is not in the mount table", dir)
 	}
-	t.Fatalf("%s is not in the mount table", dir)
-	return ""
+	return mounts[0].Source
 }
 
 // getRecorder is a store whose GETs report how they ended.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bucketfs/bucketfs/integration/harness"
 	"github.com/bucketfs/bucketfs/integration/proxy"
+	"github.com/moby/sys/mountinfo"
 )
 
 // TestNoCredentialsInLogs: at debug level, with every FUSE request logged
@@ -92,16 +93,12 @@ func TestAllowOtherOnlyWhenAsked(t *testing.T) {
 // mountOptions returns the super options of the mount at dir.
 func mountOptions(t *testing.T, dir string) string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 6 && f[4] == dir {
-			return f[len(f)-1]
-		}
+	if len(mounts) == 0 {
+		t.Fatalf("%s not in mountinfo", dir)
 	}
-	t.Fatalf("%s not in mountinfo", dir)
-	return ""
+	return mounts[0].VFSOptions
 }

@@ -44,6 +44,20 @@ type fakeObject struct {
 	unnamed bool
 }
 
+// info describes the object stored under key as HEAD and GET do: Size is
+// the whole object's, whatever range a GET asked for.
+func (o *fakeObject) info(key string) Object {
+	return Object{
+		Key:          key,
+		Size:         int64(len(o.data)),
+		ETag:         o.etag,
+		LastModified: o.modified,
+		StorageClass: o.class,
+		Restore:      o.restore,
+		Metadata:     o.meta,
+	}
+}
+
 var _ Store = (*Fake)(nil)
 
 // NewFake returns an empty fake store.
@@ -281,7 +295,9 @@ func (f *Fake) List(ctx context.Context, in ListInput) (*ListPage, error) {
 			page.Skipped = append(page.Skipped, k)
 			last = k
 		default:
-			page.Objects = append(page.Objects, Object{Key: k, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified, StorageClass: o.class, Restore: o.restore})
+			obj := o.info(k)
+			obj.Metadata = nil // a listing carries no user metadata
+			page.Objects = append(page.Objects, obj)
 			last = k
 		}
 	}
@@ -299,7 +315,8 @@ func (f *Fake) Head(ctx context.Context, bucket, key string) (*Object, error) {
 	if !ok {
 		return nil, fakeErr("HeadObject", bucket, key, 404, "NotFound", ErrNotFound)
 	}
-	return &Object{Key: key, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified, StorageClass: o.class, Metadata: o.meta, Restore: o.restore}, nil
+	obj := o.info(key)
+	return &obj, nil
 }
 
 // Get implements Store.
@@ -329,7 +346,7 @@ func (f *Fake) Get(ctx context.Context, in GetInput) (*GetOutput, error) {
 	}
 	return &GetOutput{
 		Body:   io.NopCloser(bytes.NewReader(o.data[in.Offset:end])),
-		Object: Object{Key: in.Key, Size: size, ETag: o.etag, LastModified: o.modified, StorageClass: o.class, Metadata: o.meta, Restore: o.restore},
+		Object: o.info(in.Key),
 	}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -669,5 +670,41 @@ func TestFakeUnnamed(t *testing.T) {
 	}
 	if _, err := f.Get(ctx, GetInput{Bucket: "b", Key: "dir/bad%zz", Length: -1}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get of an unnamed entry: %v, want ErrNotFound", err)
+	}
+}
+
+// TestFakeObjectAlike: HEAD, a ranged GET and a listing describe a stored
+// object alike; the GET's size is the whole object's, and only the
+// listing lacks the user metadata.
+func TestFakeObjectAlike(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	f.PutObject("b", "k", []byte("0123456789"), "STANDARD_IA", map[string]string{"owner": "me"})
+	head, err := f.Head(ctx, "b", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := f.Get(ctx, GetInput{Bucket: "b", Key: "k", Offset: 2, Length: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Body.Close()
+	page, err := f.List(ctx, ListInput{Bucket: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Objects) != 1 {
+		t.Fatalf("listed %d objects, want 1", len(page.Objects))
+	}
+	if head.Size != 10 || head.Metadata["owner"] != "me" {
+		t.Errorf("Head = %+v, want size 10 and owner: me", head)
+	}
+	if !reflect.DeepEqual(out.Object, *head) {
+		t.Errorf("ranged Get describes %+v, Head %+v", out.Object, *head)
+	}
+	listed, want := page.Objects[0], *head
+	want.Metadata = nil
+	if !reflect.DeepEqual(listed, want) {
+		t.Errorf("listed %+v, want %+v", listed, want)
 	}
 }

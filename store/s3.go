@@ -271,15 +271,8 @@ func (s *S3) Head(ctx context.Context, bucket, key string) (*Object, error) {
 	if err != nil {
 		return nil, wrapErr("HeadObject", bucket, key, err)
 	}
-	return &Object{
-		Key:          key,
-		Size:         aws.ToInt64(resp.ContentLength),
-		ETag:         aws.ToString(resp.ETag),
-		LastModified: aws.ToTime(resp.LastModified),
-		StorageClass: string(resp.StorageClass),
-		Restore:      parseRestoreHeader(resp.Restore),
-		Metadata:     resp.Metadata,
-	}, nil
+	obj := headersObject(key, aws.ToInt64(resp.ContentLength), resp.ETag, resp.LastModified, resp.StorageClass, resp.Restore, resp.Metadata)
+	return &obj, nil
 }
 
 // Get implements Store.
@@ -317,16 +310,8 @@ func (s *S3) Get(ctx context.Context, in GetInput) (*GetOutput, error) {
 		return nil, fail(err)
 	}
 	return &GetOutput{
-		Body: &checkedBody{rc: resp.Body, fail: fail, promised: n, left: n},
-		Object: Object{
-			Key:          in.Key,
-			Size:         size,
-			ETag:         aws.ToString(resp.ETag),
-			LastModified: aws.ToTime(resp.LastModified),
-			StorageClass: string(resp.StorageClass),
-			Restore:      parseRestoreHeader(resp.Restore),
-			Metadata:     resp.Metadata,
-		},
+		Body:   &checkedBody{rc: resp.Body, fail: fail, promised: n, left: n},
+		Object: headersObject(in.Key, size, resp.ETag, resp.LastModified, resp.StorageClass, resp.Restore, resp.Metadata),
 	}, nil
 }
 
@@ -347,9 +332,21 @@ func (s *S3) Restore(ctx context.Context, in RestoreInput) (RestoreOutcome, erro
 	return RestoreStarted, nil
 }
 
-func parseRestoreHeader(h *string) RestoreState {
-	st, _ := ParseRestore(aws.ToString(h))
-	return st
+// headersObject builds the Object that a HEAD or GET answer describes from
+// the headers both carry. size is the whole object's: a HEAD's
+// Content-Length, or for a ranged GET the total of its Content-Range. An
+// x-amz-restore header that does not parse reads as no restore.
+func headersObject(key string, size int64, etag *string, modified *time.Time, class types.StorageClass, restore *string, meta map[string]string) Object {
+	st, _ := ParseRestore(aws.ToString(restore))
+	return Object{
+		Key:          key,
+		Size:         size,
+		ETag:         aws.ToString(etag),
+		LastModified: aws.ToTime(modified),
+		StorageClass: string(class),
+		Restore:      st,
+		Metadata:     meta,
+	}
 }
 
 // wrapErr classifies an SDK error into an *Error of one kind.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // testObject is the object the test servers hold: every offset has its own
@@ -322,6 +323,53 @@ func TestCheckedBody(t *testing.T) {
 					t.Errorf("read after the end: %d, %v", k, again)
 				}
 			})
+		}
+	}
+}
+
+// TestHeadAndGetDescribeObject: a HEAD and a ranged GET of one object,
+// answered with the same headers, describe it alike: ETag, modification
+// time, storage class, restore state and user metadata, and the whole
+// object's size (for the GET, the total of its Content-Range).
+func TestHeadAndGetDescribeObject(t *testing.T) {
+	const modified = "Mon, 02 Jan 2006 15:04:05 GMT"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("ETag", `"e"`) // as serve206 sends it
+		h.Set("Last-Modified", modified)
+		h.Set("x-amz-storage-class", "GLACIER")
+		h.Set("x-amz-restore", `ongoing-request="false", expiry-date="Fri, 21 Dec 2012 00:00:00 GMT"`)
+		h.Set("x-amz-meta-owner", "me")
+		if r.Method == http.MethodHead {
+			h.Set("Content-Length", fmt.Sprint(len(testObject)))
+			return
+		}
+		first, last := requestedRange(t, r)
+		serve206(w, first, last)
+	}))
+	defer srv.Close()
+	st := newTestS3(t, srv)
+	ctx := context.Background()
+	head, err := st.Head(ctx, "b", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := st.Get(ctx, GetInput{Bucket: "b", Key: "k", Offset: 10, Length: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Body.Close()
+	wantModified, _ := time.Parse(time.RFC1123, modified)
+	wantExpiry, _ := time.Parse(time.RFC1123, "Fri, 21 Dec 2012 00:00:00 GMT")
+	for name, o := range map[string]Object{"Head": *head, "Get": out.Object} {
+		if o.Key != "k" || o.Size != int64(len(testObject)) || o.ETag != `"e"` || !o.LastModified.Equal(wantModified) || o.StorageClass != "GLACIER" {
+			t.Errorf("%s = %+v; want key k, size %d, ETag \"e\", modified %s, class GLACIER", name, o, len(testObject), modified)
+		}
+		if r := o.Restore; !r.Requested || r.Ongoing || !r.Expiry.Equal(wantExpiry) {
+			t.Errorf("%s restore = %+v, want done, expiring %s", name, r, wantExpiry)
+		}
+		if o.Metadata["owner"] != "me" {
+			t.Errorf("%s metadata = %v, want owner: me", name, o.Metadata)
 		}
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"io"
 	"log/syslog"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
 	lsyslog "github.com/sirupsen/logrus/hooks/syslog"
 	"golang.org/x/sys/unix"
@@ -183,18 +183,9 @@ func notifyMounted(log *logrus.Logger, logFile string) {
 }
 
 // sdNotify sends state to systemd's notify socket, if there is one.
+// NOTIFY_SOCKET stays set: READY=1 at mount is followed by STOPPING=1 at the
+// first signal. A failed send is ignored: the daemon runs the same whether
+// or not a service manager listens.
 func sdNotify(state string) {
-	addr := os.Getenv("NOTIFY_SOCKET")
-	if addr == "" {
-		return
-	}
-	if strings.HasPrefix(addr, "@") {
-		addr = "\x00" + addr[1:] // abstract socket
-	}
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	conn.Write([]byte(state))
+	daemon.SdNotify(false, state)
 }

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestIsHelperCall(t *testing.T) {
@@ -58,4 +63,43 @@ func TestHelperArgs(t *testing.T) {
 	if _, err := parse(t, append([]string{"mount"}, args...)...); err == nil {
 		t.Error("unknown option accepted")
 	}
+}
+
+// TestSdNotify: sdNotify sends each state as one datagram to the socket
+// NOTIFY_SOCKET names, a path or an abstract socket written with a leading
+// @, and leaves NOTIFY_SOCKET set for the notifications that follow.
+func TestSdNotify(t *testing.T) {
+	for _, tt := range []struct{ name, addr string }{
+		{"path", filepath.Join(t.TempDir(), "notify")},
+		{"abstract", fmt.Sprintf("@bucketfs-test-notify-%d", os.Getpid())},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := tt.addr
+			conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: addr, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			t.Setenv("NOTIFY_SOCKET", addr)
+			for _, state := range []string{"READY=1", "STOPPING=1"} {
+				sdNotify(state)
+				conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				buf := make([]byte, 64)
+				n, err := conn.Read(buf)
+				if err != nil {
+					t.Fatalf("after sdNotify(%q): %v", state, err)
+				}
+				if got := string(buf[:n]); got != state {
+					t.Errorf("received %q, want %q", got, state)
+				}
+			}
+			if got := os.Getenv("NOTIFY_SOCKET"); got != addr {
+				t.Errorf("NOTIFY_SOCKET = %q after sending, want %q", got, addr)
+			}
+		})
+	}
+	t.Run("unset", func(t *testing.T) {
+		t.Setenv("NOTIFY_SOCKET", "")
+		sdNotify("READY=1") // nothing to send to: returns at once
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -209,24 +210,12 @@ func cwdMountID(link string) int {
 // mountID returns the mount ID (the first field of /proc/self/mountinfo)
 // of the mount at dir, or -1.
 func mountID(dir string) int {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	var ids []int
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescapeMountinfo(fields[4]) == dir {
-			if id, err := strconv.Atoi(fields[0]); err == nil {
-				ids = append(ids, id)
-			}
-		}
-	}
-	if len(ids) == 0 {
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint != dir, false
+	})
+	if err != nil || len(mounts) == 0 {
 		return -1
 	}
 	// Mounts stacked on one directory: the last one listed is on top.
-	return ids[len(ids)-1]
+	return mounts[len(mounts)-1].ID
 }

@@ -206,3 +206,28 @@ func TestMountIDOfOwnMount(t *testing.T) {
 		t.Errorf("cwdMountID with the working directory inside = %d, want %d", got, id)
 	}
 }
+
+// TestMountIDEscapedAndStacked: mountID finds a tmpfs on a directory whose
+// name holds a space (escaped as \040 in the mount table), and with a second
+// tmpfs stacked on the same directory it returns the one on top, the mount
+// that a file created there is on. Needs root.
+func TestMountIDEscapedAndStacked(t *testing.T) {
+	dir := mountTmpfs(t, filepath.Join(t.TempDir(), "with space"))
+	below := mountID(dir)
+	if below <= 0 {
+		t.Fatalf("mountID of a tmpfs named with a space = %d", below)
+	}
+	mountTmpfs(t, dir)
+	top := mountID(dir)
+	if top <= 0 || top == below {
+		t.Fatalf("mountID with a second tmpfs stacked = %d, the one below is %d", top, below)
+	}
+	f, err := os.Create(filepath.Join(dir, "held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got, ok := fdinfoMountID("/proc/self/fdinfo/" + strconv.Itoa(int(f.Fd()))); !ok || got != top {
+		t.Errorf("fdinfo mnt_id of a file on the stacked tmpfs = %d, %v; want %d", got, ok, top)
+	}
+}
