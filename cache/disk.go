@@ -96,6 +96,8 @@ type Disk struct {
 	// memory looks a block up in the memory tier without counting a
 	// lookup: blocks left out of a full write queue are written from it.
 	memory func(Key) (*Block, bool)
+	// scanned is closed once the index has been rebuilt.
+	scanned chan struct{}
 
 	// Mutable state
 	mu       sync.Mutex               // protects the following
@@ -181,6 +183,7 @@ func openDisk(cfg DiskConfig, memory func(Key) (*Block, bool)) (*Disk, error) {
 	}
 	d.queue = make(chan pendingWrite, cfg.QueueLen())
 	d.scanning = true
+	d.scanned = make(chan struct{})
 	d.wg.Add(3)
 	go d.scan()
 	for range 2 {

@@ -193,6 +193,7 @@ func (d *Disk) scan() {
 		d.addLocked(f.name, f.size, f.mtime, false)
 	}
 	d.scanning = false
+	close(d.scanned)
 	trimmed := 0
 	if avail, _, err := d.space(); err == nil {
 		for d.used > d.maxBytes || avail < d.minFree {
@@ -211,14 +212,4 @@ func (d *Disk) scan() {
 }
 
 // WaitScan blocks until the index has been rebuilt (for tests and tools).
-func (d *Disk) WaitScan() {
-	for {
-		d.mu.Lock()
-		s := d.scanning
-		d.mu.Unlock()
-		if !s {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+func (d *Disk) WaitScan() { <-d.scanned }
