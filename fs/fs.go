@@ -16,6 +16,25 @@
 // handle never mixes two versions of an object.
 //
 // The mount is read-only: the kernel answers writes with EROFS.
+//
+// Lock order: no lock of this package is taken while another of its locks
+// is held; bucketsNode.mu, dirNode.mu, fileNode.mu, handle.mu,
+// inodeTable.mu, listingCache.mu, restoreWatcher.mu, mountState.loggedMu
+// and errLogs are all leaves. Where one call uses two, it releases the
+// first before taking the second: a listing or lookup releases dirNode.mu
+// before listingCache.stored or touch, and stored releases listingCache.mu
+// before it drops other directories' listings (their dirNode.mu);
+// fileNode.setMeta and noteRestoring release fileNode.mu before
+// restoreWatcher.watch, and the watcher releases its mu before a check
+// takes fileNode.mu; a handle's mu and its node's mu are taken one after
+// the other in Open and Read; OnForget takes inodeTable.mu, then
+// listingCache.mu or restoreWatcher.mu. Since dirNode.mu and
+// listingCache.mu, and fileNode.mu and restoreWatcher.mu, are each taken
+// in both orders, nesting either pair would risk a deadlock. No lock is
+// held while calling go-fuse or the store; held locks call out only to
+// Config.Now (fileNode.mu, in state, noteRestoring and xattrs) and
+// Config.NewReader (handle.mu, in repin), which therefore must not call
+// back into the tree.
 package fs
 
 import (
