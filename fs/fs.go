@@ -127,23 +127,26 @@ func (c *Counters) Counters() []counters.Counter {
 
 // mountState is shared by every node of one mount.
 type mountState struct {
-	ctx     context.Context
-	cfg     Config
-	log     *logrus.Entry
-	now     func() time.Time
-	started time.Time
-
-	// loggedMu protects logged.
-	loggedMu sync.Mutex
-	// logged remembers messages already logged once (key clashes, bad
-	// keys), at most maxLoggedOnce of them.
-	logged map[string]bool
+	// Dependencies
 	// inodes numbers every key the kernel sees.
 	inodes *inodeTable
 	// restores checks running restores.
 	restores *restoreWatcher
 	// listings bounds the bytes of cached directory listings.
 	listings *listingCache
+
+	// Constant data
+	ctx     context.Context
+	cfg     Config
+	log     *logrus.Entry
+	now     func() time.Time
+	started time.Time
+
+	// Mutable state
+	loggedMu sync.Mutex // protects the following
+	// logged remembers messages already logged once (key clashes, bad
+	// keys), at most maxLoggedOnce of them.
+	logged map[string]bool // GUARDED_BY(loggedMu)
 }
 
 // ino returns the inode number of bucket and key (directory keys end in
