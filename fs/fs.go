@@ -11,11 +11,14 @@
 // fresh listing costs one HEAD and one LIST in parallel; the answer, found or
 // not, is cached (misses for a shorter time).
 //
-// Reads go through an ObjectReader chosen per open handle (see reader.go): the
-// handle pins the ETag seen at open, and every GET carries If-Match, so a
-// handle never mixes two versions of an object.
+// Reads go through an ObjectReader that Config.NewReader makes for each open
+// handle (see reader.go): the handle pins the ETag seen at open, and every
+// GET carries If-Match, so a handle never mixes two versions of an object.
 //
-// The mount is read-only: the kernel answers writes with EROFS.
+// The tree is read-only, but the mount is not "ro": bucketfs itself answers
+// every change (write, create, remove, rename, setattr) with EROFS, so that
+// setting user.s3.restore and user.bucketfs.warm still reaches it, and it
+// checks permissions itself instead of the kernel (see access.go).
 //
 // Lock order: no lock of this package is taken while another of its locks
 // is held; bucketsNode.mu, dirNode.mu, fileNode.mu, handle.mu,
@@ -97,8 +100,9 @@ type Config struct {
 	// RestorePoll is the first interval between HEADs checking a running
 	// restore; it doubles up to 16 times that. Zero means one minute.
 	RestorePoll time.Duration
-	// ListingBudget bounds the bytes of cached directory listings, all
-	// directories together; zero means DefaultListingBudget.
+	// ListingBudget bounds the bytes of cached directory listings and
+	// single-name answers, all directories together; zero means
+	// DefaultListingBudget.
 	ListingBudget int64
 	// RestoreCheckRate caps the HEADs per second checking running
 	// restores, for all files together; zero means 50.
@@ -246,7 +250,9 @@ const DefaultListingBudget = 64 << 20
 type MountOptions struct {
 	AllowOther bool
 	Debug      bool
-	// MaxRead is the largest READ the kernel sends and its read-ahead.
+	// MaxRead is the largest READ the kernel sends. It is also the
+	// read-ahead asked for at mount, which the kernel caps at its default
+	// (128 KiB) unless SetKernelReadahead raises it.
 	MaxRead int
 }
 
