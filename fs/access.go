@@ -99,7 +99,7 @@ func (b *bucketsNode) Opendir(ctx context.Context) syscall.Errno {
 	return checkAccess(ctx, b.m.cfg.DirMode, b.m.cfg.UID, b.m.cfg.GID, rOK)
 }
 
-// The mount is read-only.
+// Every change is refused with EROFS.
 
 func (b *base) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	return nil, syscall.EROFS

@@ -15,10 +15,10 @@ type bucketsNode struct {
 	base
 
 	// Mutable state
-	mu       sync.Mutex // protects the following
-	names    map[string]bool
-	sorted   []string
-	listedAt time.Time
+	mu       sync.Mutex      // protects the following
+	names    map[string]bool // GUARDED_BY(mu); the bucket names listed
+	sorted   []string        // GUARDED_BY(mu); the same names, in the order listed
+	listedAt time.Time       // GUARDED_BY(mu)
 }
 
 var (

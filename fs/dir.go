@@ -44,14 +44,14 @@ type dirNode struct {
 	prefix string // "" or ends in "/"
 
 	// Mutable state
-	mu       sync.Mutex // protects the following
-	entries  map[string]entry
-	names    []string // sorted names of entries
-	listedAt time.Time
-	lookups  map[string]lookupResult
-	flight   *listFlight // the listing under way, if any
+	mu       sync.Mutex              // protects the following
+	entries  map[string]entry        // GUARDED_BY(mu)
+	names    []string                // GUARDED_BY(mu); sorted names of entries
+	listedAt time.Time               // GUARDED_BY(mu)
+	lookups  map[string]lookupResult // GUARDED_BY(mu)
+	flight   *listFlight             // GUARDED_BY(mu); the listing under way, if any
 	// listBytes estimates what entries and names hold (listingCache).
-	listBytes int64
+	listBytes int64 // GUARDED_BY(mu)
 }
 
 // cachedBytesLocked estimates the bytes d's listing and single-name

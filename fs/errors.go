@@ -54,8 +54,9 @@ func toErrno(log *logrus.Entry, err error) syscall.Errno {
 const errLogEvery = time.Minute
 
 var errLogs = struct {
-	sync.Mutex
-	last map[string]time.Time
+	// Mutable state
+	sync.Mutex                      // protects the following
+	last       map[string]time.Time // GUARDED_BY(Mutex); when each message was last logged for each file
 }{last: map[string]time.Time{}}
 
 // logLimited logs msg with err unless the same message for the same file

@@ -22,21 +22,21 @@ type fileNode struct {
 	key    string
 
 	// Mutable state
-	mu     sync.Mutex // protects the following
-	meta   store.Object
-	metaAt time.Time
+	mu     sync.Mutex   // protects the following
+	meta   store.Object // GUARDED_BY(mu)
+	metaAt time.Time    // GUARDED_BY(mu); when meta was recorded
 	// keptETag is the version whose pages the kernel may hold from an
 	// earlier open; opening the same version again keeps them.
-	keptETag string
+	keptETag string // GUARDED_BY(mu)
 	// headAt is when a HEAD last refreshed meta (listings carry no user
 	// metadata, and not always the restore state).
-	headAt time.Time
+	headAt time.Time // GUARDED_BY(mu)
 	// forcedArchived is set when a GET found the object archived though
 	// its metadata did not say so.
-	forcedArchived bool
+	forcedArchived bool // GUARDED_BY(mu)
 	// expiryTimer drops the kernel's cached mode when a restored copy
 	// expires.
-	expiryTimer *time.Timer
+	expiryTimer *time.Timer // GUARDED_BY(mu)
 }
 
 var (
@@ -187,12 +187,13 @@ type handle struct {
 	node *fileNode
 
 	// Mutable state
-	mu      sync.Mutex // protects the following
-	version ObjectVersion
-	reader  ObjectReader
-	// served is set once a read returned bytes; from then on the version
-	// may not change.
-	served bool
+	mu      sync.Mutex    // protects the following
+	version ObjectVersion // GUARDED_BY(mu)
+	reader  ObjectReader  // GUARDED_BY(mu); nil once released
+	// served is set once a read returned bytes, or by Open (before the
+	// handle is shared) when the kernel keeps pages of this version; from
+	// then on the version may not change.
+	served bool // GUARDED_BY(mu)
 }
 
 var (

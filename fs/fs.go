@@ -11,11 +11,33 @@
 // fresh listing costs one HEAD and one LIST in parallel; the answer, found or
 // not, is cached (misses for a shorter time).
 //
-// Reads go through an ObjectReader chosen per open handle (see reader.go): the
-// handle pins the ETag seen at open, and every GET carries If-Match, so a
-// handle never mixes two versions of an object.
+// Reads go through an ObjectReader that Config.NewReader makes for each open
+// handle (see reader.go): the handle pins the ETag seen at open, and every
+// GET carries If-Match, so a handle never mixes two versions of an object.
 //
-// The mount is read-only: the kernel answers writes with EROFS.
+// The tree is read-only, but the mount is not "ro": bucketfs itself answers
+// every change (write, create, remove, rename, setattr) with EROFS, so that
+// setting user.s3.restore and user.bucketfs.warm still reaches it, and it
+// checks permissions itself instead of the kernel (see access.go).
+//
+// Lock order: no lock of this package is taken while another of its locks
+// is held; bucketsNode.mu, dirNode.mu, fileNode.mu, handle.mu,
+// inodeTable.mu, listingCache.mu, restoreWatcher.mu, mountState.loggedMu
+// and errLogs are all leaves. Where one call uses two, it releases the
+// first before taking the second: a listing or lookup releases dirNode.mu
+// before listingCache.stored or touch, and stored releases listingCache.mu
+// before it drops other directories' listings (their dirNode.mu);
+// fileNode.setMeta and noteRestoring release fileNode.mu before
+// restoreWatcher.watch, and the watcher releases its mu before a check
+// takes fileNode.mu; a handle's mu and its node's mu are taken one after
+// the other in Open and Read; OnForget takes inodeTable.mu, then
+// listingCache.mu or restoreWatcher.mu. Since dirNode.mu and
+// listingCache.mu, and fileNode.mu and restoreWatcher.mu, are each taken
+// in both orders, nesting either pair would risk a deadlock. No lock is
+// held while calling go-fuse or the store; held locks call out only to
+// Config.Now (fileNode.mu, in state, noteRestoring and xattrs) and
+// Config.NewReader (handle.mu, in repin), which therefore must not call
+// back into the tree.
 package fs
 
 import (
@@ -78,8 +100,9 @@ type Config struct {
 	// RestorePoll is the first interval between HEADs checking a running
 	// restore; it doubles up to 16 times that. Zero means one minute.
 	RestorePoll time.Duration
-	// ListingBudget bounds the bytes of cached directory listings, all
-	// directories together; zero means DefaultListingBudget.
+	// ListingBudget bounds the bytes of cached directory listings and
+	// single-name answers, all directories together; zero means
+	// DefaultListingBudget.
 	ListingBudget int64
 	// RestoreCheckRate caps the HEADs per second checking running
 	// restores, for all files together; zero means 50.
@@ -108,23 +131,26 @@ func (c *Counters) Counters() []counters.Counter {
 
 // mountState is shared by every node of one mount.
 type mountState struct {
-	ctx     context.Context
-	cfg     Config
-	log     *logrus.Entry
-	now     func() time.Time
-	started time.Time
-
-	// loggedMu protects logged.
-	loggedMu sync.Mutex
-	// logged remembers messages already logged once (key clashes, bad
-	// keys), at most maxLoggedOnce of them.
-	logged map[string]bool
+	// Dependencies
 	// inodes numbers every key the kernel sees.
 	inodes *inodeTable
 	// restores checks running restores.
 	restores *restoreWatcher
 	// listings bounds the bytes of cached directory listings.
 	listings *listingCache
+
+	// Constant data
+	ctx     context.Context
+	cfg     Config
+	log     *logrus.Entry
+	now     func() time.Time
+	started time.Time
+
+	// Mutable state
+	loggedMu sync.Mutex // protects the following
+	// logged remembers messages already logged once (key clashes, bad
+	// keys), at most maxLoggedOnce of them.
+	logged map[string]bool // GUARDED_BY(loggedMu)
 }
 
 // ino returns the inode number of bucket and key (directory keys end in
@@ -224,7 +250,9 @@ const DefaultListingBudget = 64 << 20
 type MountOptions struct {
 	AllowOther bool
 	Debug      bool
-	// MaxRead is the largest READ the kernel sends and its read-ahead.
+	// MaxRead is the largest READ the kernel sends. It is also the
+	// read-ahead asked for at mount, which the kernel caps at its default
+	// (128 KiB) unless SetKernelReadahead raises it.
 	MaxRead int
 }
 

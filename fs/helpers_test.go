@@ -87,10 +87,13 @@ func testDir(t *testing.T, cfg Config) *dirNode {
 	return d
 }
 
-// testMount mounts the tree of cfg on a fresh directory with the options of
-// Mount, except that the kernel caches no entries or attributes: every
+// testMount mounts the tree of cfg on a fresh directory with options close
+// to Mount's, except that the kernel caches no entries or attributes: every
 // lookup and stat reaches the tree, so the tree's own caching is what the
-// test observes. Debug output is on with -v and BUCKETFS_FUSE_DEBUG=1.
+// test observes. Unlike Mount, it mounts "ro" with default_permissions, so
+// the kernel refuses changes and checks modes itself: a test of bucketfs's
+// own EROFS answers needs realMount. Debug output is on with -v and
+// BUCKETFS_FUSE_DEBUG=1.
 func testMount(t *testing.T, cfg Config) string {
 	t.Helper()
 	skipWithoutFUSE(t)

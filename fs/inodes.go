@@ -20,12 +20,13 @@ import (
 //
 // Renames (when the tree becomes writable) move an entry to its new key.
 type inodeTable struct {
-	mu sync.Mutex // protects the following
+	// Mutable state
+	mu sync.Mutex // protects the following, and the entries in byKey
 	// next is the number the next new key gets; 1 is the mount root.
-	next  uint64
-	byKey map[inodeKey]*inodeEntry
+	next  uint64                   // GUARDED_BY(mu)
+	byKey map[inodeKey]*inodeEntry // GUARDED_BY(mu)
 	// idle holds the keys no live node uses, oldest first.
-	idle *list.List // of inodeKey
+	idle *list.List // GUARDED_BY(mu); of inodeKey
 }
 
 // maxIdleInodes bounds the keys that keep a number without a live node.
@@ -34,11 +35,14 @@ const maxIdleInodes = 1 << 16
 type inodeKey struct{ bucket, key string }
 
 type inodeEntry struct {
+	// Constant data
 	ino uint64
+
+	// Mutable state
 	// live counts the nodes the kernel holds with this number.
-	live int
+	live int // GUARDED_BY(inodeTable.mu)
 	// idleAt is this key's place in the idle list while live == 0.
-	idleAt *list.Element
+	idleAt *list.Element // GUARDED_BY(inodeTable.mu)
 }
 
 func newInodeTable() *inodeTable {

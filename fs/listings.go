@@ -19,15 +19,18 @@ type listingCache struct {
 	budget int64
 
 	// Mutable state
-	mu    sync.Mutex // protects the following
-	used  int64
-	order *list.List // of *listingUse, least recently used first
-	byDir map[*dirNode]*list.Element
+	mu    sync.Mutex                 // protects the following, and the listingUses in order
+	used  int64                      // GUARDED_BY(mu); bytes of all listings in order
+	order *list.List                 // GUARDED_BY(mu); of *listingUse, least recently used first
+	byDir map[*dirNode]*list.Element // GUARDED_BY(mu)
 }
 
 type listingUse struct {
-	d     *dirNode
-	bytes int64
+	// Constant data
+	d *dirNode
+
+	// Mutable state
+	bytes int64 // GUARDED_BY(listingCache.mu)
 }
 
 func newListingCache(budget int64) *listingCache {

@@ -12,10 +12,13 @@ import (
 // handle reads. Every read path keys its data by it.
 type ObjectVersion = store.Version
 
-// ObjectReader reads byte ranges of one ObjectVersion. The read path is a
-// chain (block cache, read-ahead, direct GET); each link implements this.
-// Implementations are safe for concurrent use; the kernel sends reads of one
-// handle in parallel.
+// ObjectReader reads byte ranges of one ObjectVersion; Config.NewReader
+// makes one for each open handle. The daemon's is package prefetch's Reader,
+// one type that serves each read from its block cache, from read-ahead or
+// with a GET of exactly the bytes asked for. DirectReader (one ranged GET per
+// read) is used only when no read path is configured (Config.NewReader nil,
+// as in most of this package's tests). Implementations are safe for
+// concurrent use; the kernel sends reads of one handle in parallel.
 type ObjectReader interface {
 	// ReadAt fills p from offset off, which is inside the object, and
 	// returns how many bytes it read; fewer than len(p) only at the end of

@@ -29,21 +29,25 @@ type restoreWatcher struct {
 	// Constant data
 	// gap is the least time between two HEADs (1 / the rate).
 	gap time.Duration
+	// wake is signalled when an earlier check is due.
+	wake chan struct{}
 
 	// Mutable state
-	mu      sync.Mutex // protects the following
-	due     watchHeap
-	watched map[*fileNode]*watchItem // every file watched, due or being checked
-	running bool                     // the goroutine has started
-	wake    chan struct{}            // signalled when an earlier check is due
+	mu      sync.Mutex               // protects the following, and the watchItems in watched
+	due     watchHeap                // GUARDED_BY(mu)
+	watched map[*fileNode]*watchItem // GUARDED_BY(mu); every file watched, due or being checked
+	running bool                     // GUARDED_BY(mu); the goroutine has started
 }
 
 // watchItem is one watched file.
 type watchItem struct {
-	f     *fileNode
-	at    time.Time     // when its next check is due
-	delay time.Duration // the interval that led to at
-	index int           // place in the heap; -1 while being checked
+	// Constant data
+	f *fileNode
+
+	// Mutable state
+	at    time.Time     // GUARDED_BY(restoreWatcher.mu); when its next check is due
+	delay time.Duration // GUARDED_BY(restoreWatcher.mu); the interval that led to at
+	index int           // GUARDED_BY(restoreWatcher.mu); place in the heap; -1 while being checked
 }
 
 func newRestoreWatcher(m *mountState, perSecond float64) *restoreWatcher {
