@@ -21,18 +21,22 @@ import (
 // lets an object "a" and an object "a/b" coexist, so tests can cover clashes.
 type Fake struct {
 	// Constant data
-	pageSize int32
+	pageSize int32 // set before the fake is shared (SetPageSize)
 
 	// Mutable state
-	mu      sync.Mutex // protects the following
-	buckets map[string]map[string]*fakeObject
-	latency time.Duration
-	clock   clockwork.Clock // times latency
-	failFn  func(op, bucket, key string) error
+	mu      sync.Mutex                         // protects the following
+	buckets map[string]map[string]*fakeObject  // GUARDED_BY(mu); bucket -> key -> object
+	latency time.Duration                      // GUARDED_BY(mu)
+	clock   clockwork.Clock                    // GUARDED_BY(mu); times latency
+	failFn  func(op, bucket, key string) error // GUARDED_BY(mu); called without mu held
 
-	calls sync.Map // op -> *atomic.Int64
+	calls sync.Map // op -> *atomic.Int64; lock-free, outside mu
 }
 
+// fakeObject is one stored object. Its fields are read and changed under
+// its Fake's mu; data and meta are never changed in place (Put replaces
+// the whole object), so a GET body and a returned Object use them without
+// the lock.
 type fakeObject struct {
 	data     []byte
 	etag     string
@@ -66,6 +70,7 @@ func NewFake() *Fake {
 }
 
 // SetPageSize changes the maximum page size of listings (default 1000).
+// REQUIRES: no request runs yet; the size is not guarded by the lock.
 func (f *Fake) SetPageSize(n int32) { f.pageSize = n }
 
 // SetClock makes latency wait on clock (a fake clock lets a test decide
@@ -174,7 +179,7 @@ func (f *Fake) Delete(bucket, key string) {
 }
 
 // Calls returns how many requests of op ("GetObject", "HeadObject",
-// "ListObjectsV2", "ListBuckets") were made.
+// "ListObjectsV2", "ListBuckets", "RestoreObject") were made.
 func (f *Fake) Calls(op string) int64 {
 	if v, ok := f.calls.Load(op); ok {
 		return v.(*atomic.Int64).Load()

@@ -48,7 +48,11 @@ type S3Config struct {
 
 // S3 is the Store backed by aws-sdk-go-v2.
 type S3 struct {
+	// Dependencies
 	client *s3.Client
+
+	// Mutable state (atomics: no lock)
+
 	// Retries counts requests sent again after a failure.
 	Retries atomic.Int64
 	// Conns counts connections to the store open now, idle or busy.
@@ -58,8 +62,8 @@ type S3 struct {
 // countedConn is a connection to the store, counted while open.
 type countedConn struct {
 	net.Conn
-	once sync.Once
-	n    *atomic.Int64
+	once sync.Once     // Close counts the connection gone once
+	n    *atomic.Int64 // S3.Conns
 }
 
 func (c *countedConn) Close() error {
@@ -334,8 +338,9 @@ func (s *S3) Restore(ctx context.Context, in RestoreInput) (RestoreOutcome, erro
 
 // headersObject builds the Object that a HEAD or GET answer describes from
 // the headers both carry. size is the whole object's: a HEAD's
-// Content-Length, or for a ranged GET the total of its Content-Range. An
-// x-amz-restore header that does not parse reads as no restore.
+// Content-Length; for a GET, what checkGet found (the total of a 206's
+// Content-Range, or a 200's Content-Length). An x-amz-restore header that
+// does not parse reads as no restore.
 func headersObject(key string, size int64, etag *string, modified *time.Time, class types.StorageClass, restore *string, meta map[string]string) Object {
 	st, _ := ParseRestore(aws.ToString(restore))
 	return Object{

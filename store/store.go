@@ -1,13 +1,20 @@
 // Package store is bucketfs's only door to object storage.
 //
-// It holds a small Store interface (list a page, head, ranged get, list
-// buckets), the typed errors every implementation returns, an aws-sdk-go-v2
-// implementation (S3) and an in-memory fake (Fake) for unit tests. It imports
-// nothing else of bucketfs, so the filesystem, the cache and the read-ahead
-// can be tested against the fake and run against any S3-compatible server.
+// It holds a small Store interface (list buckets, list a page, head, ranged
+// get, restore), the typed errors every implementation returns, an
+// aws-sdk-go-v2 implementation (S3) and an in-memory fake (Fake) for unit
+// tests. It imports nothing else of bucketfs, so the filesystem, the cache
+// and the read-ahead can be tested against the fake and run against any
+// S3-compatible server.
 //
 // Every call is idempotent and takes a context: cancelling it aborts the
 // request, which is how an interrupted read cancels its GET.
+//
+// Lock order: each lock is a leaf. Fake.mu is the package's only mutex; it
+// is never held while the failure hook runs or the latency wait goes on,
+// and the fake's request counters are atomics outside it. S3 takes no lock
+// of its own: its Retries and Conns counters are atomics, and a
+// countedConn's sync.Once only guards one decrement.
 package store
 
 import (
@@ -44,7 +51,7 @@ type Bucket struct {
 	Created time.Time
 }
 
-// Object describes one object as listed or returned by HEAD.
+// Object describes one object as a listing, a HEAD or a GET answer gives it.
 type Object struct {
 	Key          string
 	Size         int64
@@ -195,7 +202,8 @@ func CredentialsRejected(err error) bool {
 	return credentialCodes[ErrorCode(err)]
 }
 
-// httpRange renders the Range header for in, or "" for the whole object.
+// httpRange renders the Range header for length bytes at off (length < 0:
+// to the end), or "" for a read of the whole object.
 func httpRange(off, length int64) string {
 	if off == 0 && length < 0 {
 		return ""

@@ -1,4 +1,11 @@
 // Command bucketfs mounts S3-compatible object storage as a filesystem.
+//
+// Lock order: the package has one mutex, warmFiles' mu (warm.go), which
+// guards the warm command's tallies. report calls the progress bar's
+// Describe under it, which takes the bar's own lock: mu -> the bar's lock,
+// a leaf. The signal handler (signals.go) keeps its state in its one
+// goroutine and takes no lock; helper.go, mount.go, metrics.go, options.go
+// and restore.go hold no mutex.
 package main
 
 import (

@@ -41,7 +41,7 @@ type signalHandler struct {
 	timeout   time.Duration    // how long a holders scan may take
 	clock     func() time.Time // time.Now
 
-	// Mutable state (the handler's goroutine only)
+	// Mutable state (the handler's goroutine only, so no lock)
 	count    int
 	detached time.Time
 }

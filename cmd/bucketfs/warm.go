@@ -133,12 +133,14 @@ func warmFiles(out, progress io.Writer, paths []string, jobs int) error {
 		progressbar.OptionThrottle(200*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 	)
+	// Mutable state, shared by the workers and report. Once the workers
+	// start, mu also guards archived and failed.
 	var (
-		mu      sync.Mutex
-		active  = map[*warmFile]bool{}
-		doneB   int64 // bytes of files finished
-		warmed  int
-		fetched int64
+		mu      sync.Mutex             // protects the following
+		active  = map[*warmFile]bool{} // GUARDED_BY(mu); files being warmed now
+		doneB   int64                  // GUARDED_BY(mu); bytes of files finished
+		warmed  int                    // GUARDED_BY(mu)
+		fetched int64                  // GUARDED_BY(mu)
 	)
 	// report sets the bar to the bytes cached so far: finished files plus
 	// what the daemon holds of the files under way.
