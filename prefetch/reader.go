@@ -127,7 +127,9 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 }
 
 // Close cancels the Reader's GETs, releases its blocks and waits for the
-// goroutines it started. REQUIRES: no read of r is under way.
+// goroutines it started. Reads of r under way (a handle moving to a new
+// version closes its old Reader while other reads use it) fail with
+// errClosed; reads of other files that joined r's fetches fetch again.
 func (r *Reader) Close() {
 	r.mu.Lock()
 	if r.closed {

@@ -134,3 +134,30 @@ func TestReclaimSkipsWaitingReader(t *testing.T) {
 	close(release)
 	<-done
 }
+
+// TestJoinerOfCancelledFlightFetchesAgain: a flight that another file's
+// Reader gave up (its fill cancelled, or the Reader closed just after
+// creating it, which ends the flight with context.Canceled) does not fail
+// the reads that joined it: they fetch the block again.
+func TestJoinerOfCancelledFlightFetchesAgain(t *testing.T) {
+	fx := newFixture(t, 4*mib, 0, 32*mib)
+	f, blk, created := fx.c.Join(fx.m.blockKey(fx.v, 0), bs)
+	if !created {
+		t.Fatal("block 0 already in the cache")
+	}
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fx.read(t, r, 0, 64<<10) // joins f
+	}()
+	for deadline := time.Now().Add(5 * time.Second); fx.c.Stats.Joins.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the read never joined the flight")
+		}
+	}
+	f.Finish(context.Canceled)
+	blk.Release()
+	<-done
+}

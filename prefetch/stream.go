@@ -166,7 +166,9 @@ func (r *Reader) demand(ctx context.Context, idx int64, seq bool) (f *cache.Flig
 	if r.closed {
 		r.m.budget.Release(n)
 		if created {
-			f.Finish(errClosed)
+			// As if its fill had been cancelled: another file that
+			// joined the flight meanwhile fetches the block again.
+			f.Finish(context.Canceled)
 		}
 		blk.Release()
 		return nil, nil, "", errClosed
