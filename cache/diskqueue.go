@@ -63,8 +63,8 @@ func (d *Disk) writeDeferred() bool {
 	if found {
 		delete(d.deferred, k)
 	}
-	get := d.memory
 	d.mu.Unlock()
+	get := d.memory // constant: set when the tier opened
 	if !found {
 		return false
 	}

@@ -6,7 +6,8 @@ import "fmt"
 // read under way and every flight landed), and returns the first breach:
 //   - the budget's use equals the bytes the open streams hold, so no hold
 //     outlives its block and none is given back twice;
-//   - every held block holds the bytes of its block and a live flight;
+//   - every held block holds the budget bytes of its block, and its
+//     flight is for that block;
 //   - no window is wider than MaxReadahead.
 //
 // It takes every Reader's lock; tests call it, the daemon does not.

@@ -37,9 +37,12 @@
 // (cache.Flight.AfterLanding). Closing a Reader cancels its GETs and waits
 // for the goroutines it started.
 //
-// INVARIANT: the budget's use equals the bytes of the blocks streams hold
-// plus the blocks in flight that no stream holds (checkInvariants, in
-// tests, checks it once the readers are quiet).
+// INVARIANT: the budget's use is the sum of the holds: one per block a
+// stream holds, one per block a read waits for outside a stream (given
+// back when it lands), and Warm's while it runs. A block that several
+// files hold is counted once per hold. checkInvariants, in tests, checks
+// it once the readers are quiet and no warm runs: then the use is what
+// the streams hold.
 //
 // Lock order: Manager.readersMu -> Reader.mu -> (cache.Cache.mu ->
 // cache.Flight.mu); Budget.mu and missSet.mu are leaves, taken with
@@ -300,10 +303,11 @@ func (m *Manager) Counters() []counters.Counter {
 // not idle) that were left for reads elsewhere in their file more than
 // Options.IdleStream ago, or not read at all for Options.PausedStream.
 // Their landed blocks go back to the budget at once (and stay in the
-// cache); blocks in flight once they land. Streams that stopped would otherwise keep the budget from
-// readers that need it: a record loader with many files open, where a few
-// records that happened to be adjacent looked like a stream, or a paused
-// player. It reports whether it dropped any stream.
+// cache); blocks in flight once they land. Streams that stopped would
+// otherwise keep the budget from readers that need it: a record loader
+// with many files open, where a few records that happened to be adjacent
+// looked like a stream, or a paused player. It reports whether it dropped
+// any stream.
 func (m *Manager) reclaim(except *Reader, need int64) bool {
 	type cand struct {
 		r    *Reader

@@ -336,9 +336,12 @@ func TestCloseCancelsReadAhead(t *testing.T) {
 	fx := newFixture(t, 64*mib, 0, 32*mib)
 	fx.st.SetClock(clockwork.NewFakeClock())
 	r := fx.m.NewReader(fx.v)
-	fx.read(t, r, 0, 256<<10) // block 0, fetched at once
+	fx.read(t, r, 0, 256<<10) // block 0, and block 1 read ahead, at once
+	fx.settle(t)
 	fx.st.SetLatency(time.Hour)
-	fx.read(t, r, 256<<10, 256<<10) // block 1 read ahead, waiting
+	// Served from block 1; the window doubles and reads blocks 2 and 3
+	// ahead, which wait.
+	fx.read(t, r, mib, 256<<10)
 	for deadline := time.Now().Add(5 * time.Second); fx.m.Stats.InflightGets.Load() == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no read-ahead in flight")
