@@ -337,7 +337,11 @@ func TestCloseCancelsReadAhead(t *testing.T) {
 	fx.st.SetClock(clockwork.NewFakeClock())
 	r := fx.m.NewReader(fx.v)
 	fx.read(t, r, 0, 256<<10) // block 0, and block 1 read ahead, at once
-	fx.settle(t)
+	for deadline := time.Now().Add(5 * time.Second); !fx.c.Contains(fx.m.blockKey(fx.v, 1)); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("block 1 was not read ahead")
+		}
+	}
 	fx.st.SetLatency(time.Hour)
 	// Served from block 1; the window doubles and reads blocks 2 and 3
 	// ahead, which wait.
