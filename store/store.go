@@ -43,6 +43,26 @@ type Store interface {
 	// is already running fails with ErrRestoreInProgress; an object that
 	// needs no restore fails with ErrInvalidObjectState.
 	Restore(ctx context.Context, in RestoreInput) (RestoreOutcome, error)
+
+	// Writes: see write.go for each call's retry and idempotency contract.
+
+	// Put stores a whole object in one request.
+	Put(ctx context.Context, in PutInput) (*Object, error)
+	// CreateMultipart starts a multipart upload and returns its id.
+	CreateMultipart(ctx context.Context, in CreateMultipartInput) (string, error)
+	// UploadPart uploads one part of a multipart upload and returns its ETag.
+	UploadPart(ctx context.Context, in UploadPartInput) (string, error)
+	// UploadPartCopy fills one part of a multipart upload with a range of
+	// an existing object, server-side, and returns the part's ETag.
+	UploadPartCopy(ctx context.Context, in UploadPartCopyInput) (string, error)
+	// CompleteMultipart assembles the parts into the object.
+	CompleteMultipart(ctx context.Context, in CompleteMultipartInput) (*Object, error)
+	// AbortMultipart discards a multipart upload and its parts.
+	AbortMultipart(ctx context.Context, bucket, key, uploadID string) error
+	// Copy copies an object of up to 5 GiB server-side.
+	Copy(ctx context.Context, in CopyInput) (*Object, error)
+	// Delete removes an object; a missing object is not an error.
+	Delete(ctx context.Context, bucket, key string) error
 }
 
 // Bucket is one entry of ListBuckets.
@@ -131,8 +151,11 @@ var (
 	// short of or runs past its promised length. Its bytes are never used.
 	ErrBadResponse = errors.New("invalid response")
 	ErrThrottled   = errors.New("throttled")
-	ErrUnreachable = errors.New("endpoint unreachable")
-	ErrOther       = errors.New("request failed")
+	// ErrNotImplemented is a request the server does not support (501, or
+	// a 400 naming the header it rejects), such as If-None-Match on PUT.
+	ErrNotImplemented = errors.New("not implemented by the server")
+	ErrUnreachable    = errors.New("endpoint unreachable")
+	ErrOther          = errors.New("request failed")
 )
 
 // Error is a failed request with what the server said about it.

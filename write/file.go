@@ -1,0 +1,529 @@
+package write
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/bucketfs/bucketfs/store"
+)
+
+// OpenOptions say how a File starts.
+type OpenOptions struct {
+	// Base is the object the file starts from; nil for a new, empty file
+	// (O_CREAT of a new name, or O_TRUNC).
+	Base *store.Object
+	// Exclusive makes the first commit create the object only if the key
+	// does not exist (O_EXCL), where the server supports it.
+	Exclusive bool
+	// Metadata is the user metadata the object is stored with; nil keeps
+	// Base's.
+	Metadata map[string]string
+	// StorageClass is the new object's class; empty means the mount's
+	// --storage-class, else Base's, else the bucket's default.
+	StorageClass string
+}
+
+// File is one object being written: its staged bytes and its uploads.
+type File struct {
+	// Dependencies
+	m *Manager
+
+	// Constant data
+	path string // the staging file
+
+	createMu sync.Mutex // held across CreateMultipartUpload; before mu
+
+	mu   sync.Mutex // protects the following
+	cond *sync.Cond // on mu: committing or sealed ended
+	// bucket and key change when a pending file is renamed.
+	bucket, key string   // GUARDED_BY(mu)
+	staging     *os.File // GUARDED_BY(mu); nil once dropped
+	size        int64    // GUARDED_BY(mu)
+	// base is the object the bytes not written come from, up to baseLen
+	// (a shrinking truncate lowers it; growing leaves zeros past it).
+	base    *store.Object // GUARDED_BY(mu)
+	baseLen int64         // GUARDED_BY(mu)
+	// have are the bytes present in the staging file; written, a subset,
+	// are the bytes changed since base.
+	have, written ranges            // GUARDED_BY(mu)
+	meta          map[string]string // GUARDED_BY(mu)
+	class         string            // GUARDED_BY(mu)
+	exclusive     bool              // GUARDED_BY(mu)
+	// changed is set when the store's object is not what the file holds:
+	// bytes, size or metadata (metaOnly: only metadata).
+	changed, metaOnly bool // GUARDED_BY(mu)
+	// committing is set while a commit runs; writes wait for it.
+	committing bool // GUARDED_BY(mu)
+	// sealed is set while a write-back upload of the file's bytes is
+	// pending; writes wait for it (the bytes being uploaded must not move).
+	sealed bool   // GUARDED_BY(mu)
+	wb     *entry // GUARDED_BY(mu); the pending write-back upload, if any
+	// gen counts changes; partGen is the gen of each part's last change.
+	gen     uint64           // GUARDED_BY(mu)
+	partGen map[int32]uint64 // GUARDED_BY(mu)
+	up      *mpu             // GUARDED_BY(mu); the multipart upload under way
+	refs    int              // GUARDED_BY(mu); users: open handles, pending upload
+	removed bool             // GUARDED_BY(mu); unlinked: commit nothing
+
+	bg sync.WaitGroup // part uploads started while writing
+
+	// journalOf and journalEntry are set on the File an uploader sends a
+	// write-back entry with: the multipart upload it begins is recorded
+	// in the entry (of the file journalOf).
+	journalOf    *File
+	journalEntry *entry
+}
+
+// mpu is a multipart upload under way.
+type mpu struct {
+	bucket, key, id string
+	parts           map[int32]upPart // uploaded parts
+	busy            map[int32]bool   // parts going up now
+}
+
+// upPart is an uploaded part: its ETag and the content it holds.
+type upPart struct {
+	etag string
+	gen  uint64 // the part's partGen when its bytes were read
+	size int64
+}
+
+// Open starts writing bucket/key. The caller holds one reference (see
+// Retain and Release).
+func (m *Manager) Open(bucket, key string, o OpenOptions) (*File, error) {
+	if len(key) > store.MaxKeyLen {
+		return nil, fmt.Errorf("key of %d bytes, S3 allows %d: %w", len(key), store.MaxKeyLen, syscall.ENAMETOOLONG)
+	}
+	path := filepath.Join(m.stagingDir, strconv.FormatUint(m.seq.Add(1), 10))
+	sf, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("staging file: %w", err)
+	}
+	f := &File{m: m, path: path, bucket: bucket, key: key, staging: sf, partGen: map[int32]uint64{}, refs: 1}
+	f.cond = sync.NewCond(&f.mu)
+	f.exclusive = o.Exclusive
+	f.class = o.StorageClass
+	if f.class == "" {
+		f.class = m.class
+	}
+	if o.Base != nil {
+		b := *o.Base
+		f.base, f.baseLen, f.size = &b, b.Size, b.Size
+		if f.class == "" && !store.Archived(b.StorageClass) && b.StorageClass != "STANDARD" {
+			f.class = b.StorageClass
+		}
+		f.meta = maps.Clone(b.Metadata)
+		if err := sf.Truncate(b.Size); err != nil {
+			f.drop()
+			return nil, fmt.Errorf("staging file: %w", err)
+		}
+	} else {
+		f.changed = true
+	}
+	if o.Metadata != nil {
+		f.meta = maps.Clone(o.Metadata)
+	}
+	return f, nil
+}
+
+// Retain adds a reference.
+func (f *File) Retain() {
+	f.mu.Lock()
+	f.refs++
+	f.mu.Unlock()
+}
+
+// Release drops a reference. The last one, when nothing is left to
+// upload, removes the staging file. It reports whether the file is gone.
+func (f *File) Release() bool {
+	f.mu.Lock()
+	f.refs--
+	gone := f.refs <= 0 && (!f.changed || f.removed) && !f.sealed
+	f.mu.Unlock()
+	if gone {
+		f.bg.Wait()
+		f.abortUpload()
+		f.drop()
+	}
+	return gone
+}
+
+// drop closes and removes the staging file.
+func (f *File) drop() {
+	f.mu.Lock()
+	sf := f.staging
+	f.staging = nil
+	f.mu.Unlock()
+	if sf != nil {
+		sf.Close()
+		os.Remove(f.path)
+	}
+}
+
+// Name returns the file's bucket and key.
+func (f *File) Name() (bucket, key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bucket, f.key
+}
+
+// Size is the file's size now.
+func (f *File) Size() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.size
+}
+
+// Changed reports whether the file holds changes not in the store yet
+// (pending write-back uploads included).
+func (f *File) Changed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed || f.sealed
+}
+
+// Metadata returns a copy of the metadata the object gets.
+func (f *File) Metadata() map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.meta)
+}
+
+// SetMetadata sets user metadata keys (an empty value deletes one); the
+// next commit stores them. A file whose bytes did not change is then
+// updated by a server-side copy, not an upload.
+func (f *File) SetMetadata(kv map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.meta == nil {
+		f.meta = map[string]string{}
+	}
+	for k, v := range kv {
+		if v == "" {
+			delete(f.meta, k)
+		} else {
+			f.meta[k] = v
+		}
+	}
+	if !f.changed {
+		f.changed, f.metaOnly = true, true
+	}
+	if f.wb != nil {
+		f.wb.metaChanged = true
+	}
+}
+
+// waitWritable waits until no commit runs and no write-back upload holds
+// the bytes. REQUIRES: f.mu held.
+func (f *File) waitWritable(ctx context.Context) error {
+	for f.committing || f.sealed {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if f.sealed && f.wb != nil {
+			// A new change to a file whose upload is pending: the pending
+			// upload gives way to the next commit, which sends all.
+			f.unsealLocked()
+			continue
+		}
+		waitCond(ctx, f.cond)
+	}
+	if f.staging == nil || f.removed {
+		return syscall.EBADF
+	}
+	return nil
+}
+
+// waitCond waits on c, or until ctx ends. REQUIRES: c.L held.
+func waitCond(ctx context.Context, c *sync.Cond) {
+	stop := context.AfterFunc(ctx, func() {
+		c.L.Lock()
+		c.Broadcast()
+		c.L.Unlock()
+	})
+	c.Wait()
+	stop()
+}
+
+// WriteAt writes p at off.
+func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
+	end := off + int64(len(p))
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	if end > store.MaxObjectSize || end > f.m.lay.limit() {
+		return 0, fmt.Errorf("write past S3's 5 TiB object limit: %w", syscall.EFBIG)
+	}
+	if err := f.m.checkSpace(); err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	if err := f.waitWritable(ctx); err != nil {
+		f.mu.Unlock()
+		return 0, err
+	}
+	n, err := f.staging.WriteAt(p, off)
+	if n > 0 {
+		e := off + int64(n)
+		f.have = f.have.add(off, e)
+		f.written = f.written.add(off, e)
+		f.size = max(f.size, e)
+		f.touchLocked(off, e)
+	}
+	stream := f.streamCandidateLocked(off)
+	f.mu.Unlock()
+	if stream > 0 {
+		f.startPart(stream)
+	}
+	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return n, fmt.Errorf("staging disk full: %w", syscall.ENOSPC)
+		}
+		return n, err
+	}
+	return n, nil
+}
+
+// touchLocked records a change of [off, end). REQUIRES: f.mu held.
+func (f *File) touchLocked(off, end int64) {
+	f.changed, f.metaOnly = true, false
+	f.gen++
+	if end <= off {
+		end = off + 1
+	}
+	for p := off; p < end; {
+		n, start, size := f.m.lay.part(p)
+		f.partGen[n] = f.gen
+		p = start + size
+	}
+}
+
+// Truncate sets the file's size: bytes past it go, and growing adds zeros.
+func (f *File) Truncate(ctx context.Context, size int64) error {
+	if size < 0 {
+		return syscall.EINVAL
+	}
+	if size > store.MaxObjectSize || size > f.m.lay.limit() {
+		return fmt.Errorf("size past S3's 5 TiB object limit: %w", syscall.EFBIG)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.waitWritable(ctx); err != nil {
+		return err
+	}
+	if size == f.size {
+		return nil
+	}
+	if err := f.staging.Truncate(size); err != nil {
+		return err
+	}
+	lo, hi := min(size, f.size), max(size, f.size)
+	if size < f.size {
+		f.have = f.have.cut(size)
+		f.written = f.written.cut(size)
+		f.baseLen = min(f.baseLen, size)
+	} else {
+		// The new bytes are zeros, present in the staging file.
+		f.have = f.have.add(lo, hi)
+		f.written = f.written.add(lo, hi)
+	}
+	f.size = size
+	f.touchLocked(lo, hi)
+	return nil
+}
+
+// ReadAt reads what the file holds at off: written bytes from the staging
+// file, the rest of the original object from the store, zeros past it.
+// The store is asked without holding the lock; a change that lands
+// meanwhile makes the read start again (three times at most, then the
+// bytes of the last try are returned, as a read racing a write may).
+func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	for try := 0; ; try++ {
+		f.mu.Lock()
+		if f.staging == nil {
+			f.mu.Unlock()
+			return 0, syscall.EBADF
+		}
+		if off >= f.size {
+			f.mu.Unlock()
+			return 0, io.EOF
+		}
+		if rem := f.size - off; int64(len(p)) > rem {
+			p = p[:rem]
+		}
+		end := off + int64(len(p))
+		var fetch []span
+		for _, g := range f.have.gaps(off, end) {
+			if g.off < f.baseLen {
+				fetch = append(fetch, span{g.off, min(g.end, f.baseLen)})
+			}
+		}
+		if len(fetch) == 0 {
+			// Everything is local (bytes past baseLen that were never
+			// written are zeros in the sparse staging file).
+			n, err := f.staging.ReadAt(p, off)
+			f.mu.Unlock()
+			if err == io.EOF && n == len(p) {
+				err = nil
+			}
+			return n, err
+		}
+		gen, base, bucket := f.gen, *f.base, f.bucket
+		f.mu.Unlock()
+		for _, g := range fetch {
+			if err := getRange(ctx, f.m.st, bucket, base, g.off, p[g.off-off:g.end-off]); err != nil {
+				return 0, err
+			}
+		}
+		f.mu.Lock()
+		if f.staging == nil {
+			f.mu.Unlock()
+			return 0, syscall.EBADF
+		}
+		if f.gen != gen && try < 2 {
+			f.mu.Unlock()
+			continue
+		}
+		// The bytes between the fetched spans are local.
+		at := off
+		for _, g := range append(fetch, span{end, end}) {
+			if g.off > at {
+				if _, err := f.staging.ReadAt(p[at-off:g.off-off], at); err != nil && err != io.EOF {
+					f.mu.Unlock()
+					return 0, err
+				}
+			}
+			at = g.end
+		}
+		f.mu.Unlock()
+		return len(p), nil
+	}
+}
+
+// getRange reads len(p) bytes at off of the base object into p; the
+// object must still be the version o (If-Match).
+func getRange(ctx context.Context, st store.Store, bucket string, o store.Object, off int64, p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	out, err := st.Get(ctx, store.GetInput{Bucket: bucket, Key: o.Key, Offset: off, Length: int64(len(p)), IfMatch: o.ETag})
+	if err != nil {
+		return err
+	}
+	defer out.Body.Close()
+	if _, err := io.ReadFull(out.Body, p); err != nil {
+		return fmt.Errorf("GetObject %s/%s: %w", bucket, o.Key, err)
+	}
+	return nil
+}
+
+// fill fetches the bytes of [off, end) that belong to the base object
+// and are not in the staging file, into it. Called while committing
+// (writes wait), so nothing else changes those bytes.
+func (f *File) fill(ctx context.Context, off, end int64) error {
+	f.mu.Lock()
+	var fetch []span
+	for _, g := range f.have.gaps(off, end) {
+		if g.off < f.baseLen {
+			fetch = append(fetch, span{g.off, min(g.end, f.baseLen)})
+		}
+	}
+	var base store.Object
+	if f.base != nil {
+		base = *f.base
+	}
+	bucket, sf := f.bucket, f.staging
+	f.mu.Unlock()
+	for _, g := range fetch {
+		buf := make([]byte, min(g.end-g.off, 8<<20))
+		for o := g.off; o < g.end; {
+			b := buf[:min(int64(len(buf)), g.end-o)]
+			if err := getRange(ctx, f.m.st, bucket, base, o, b); err != nil {
+				return err
+			}
+			if _, err := sf.WriteAt(b, o); err != nil {
+				return fmt.Errorf("staging file: %w", err)
+			}
+			o += int64(len(b))
+		}
+		f.mu.Lock()
+		f.have = f.have.add(g.off, g.end)
+		f.mu.Unlock()
+	}
+	return nil
+}
+
+// pendingSize is the size of the pending write-back upload.
+func (f *File) pendingSize() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.size
+}
+
+// errNameTooLong is the error for a key longer than S3 allows.
+func errNameTooLong(key string) error {
+	return fmt.Errorf("key of %d bytes, S3 allows %d: %w", len(key), store.MaxKeyLen, syscall.ENAMETOOLONG)
+}
+
+// Rebase points a file that has no changes at another object: the one
+// it was renamed to, or the one it was moved to another tier as. It
+// reports false (and changes nothing) when the file has changes.
+func (f *File) Rebase(bucket, key string, o store.Object) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.changed || f.sealed || f.committing {
+		return false
+	}
+	b := o
+	f.bucket, f.key = bucket, key
+	f.base = &b
+	f.baseLen = min(f.size, o.Size)
+	f.class = o.StorageClass
+	f.meta = maps.Clone(o.Metadata)
+	return true
+}
+
+// RenamePending renames a file whose write-back upload is pending: the
+// upload goes to the new name and nothing of the old one stays. It
+// reports false when nothing is pending (the caller renames in the store).
+func (f *File) RenamePending(bucket, key string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.sealed || f.wb == nil {
+		return false, nil
+	}
+	f.bucket, f.key = bucket, key
+	f.wb.rec.Bucket, f.wb.rec.Key = bucket, key
+	f.wb.version++
+	if err := f.m.journal.write(f.wb.id, f.wb.rec); err != nil {
+		return true, err
+	}
+	if f.wb.cancel != nil {
+		f.wb.cancel()
+	}
+	return true, nil
+}
+
+// Remove marks the file unlinked: nothing more is committed, a pending
+// write-back upload is dropped, and the staging file goes with the last
+// reference.
+func (f *File) Remove() {
+	f.mu.Lock()
+	f.removed = true
+	if f.wb != nil && f.wb.cancel != nil {
+		f.wb.cancel()
+	}
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}

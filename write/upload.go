@@ -1,0 +1,450 @@
+package write
+
+import (
+	"context"
+	"errors"
+	"io"
+	"maps"
+	"sync"
+
+	"github.com/bucketfs/bucketfs/store"
+	"github.com/sirupsen/logrus"
+)
+
+// streamCandidateLocked returns the part to upload now after a write at
+// off, or 0: the part just before the one holding off, when the writer
+// has moved past it, every byte of it is in the staging file, and it has
+// not gone up with its current content. REQUIRES: f.mu held.
+func (f *File) streamCandidateLocked(off int64) int32 {
+	n, _, _ := f.m.lay.part(off)
+	if n <= 1 || f.removed {
+		return 0
+	}
+	p := n - 1
+	start, size := f.m.lay.bounds(p)
+	if !f.have.covers(start, start+size) || !f.written.overlaps(start, start+size) {
+		// Not all there yet, or unchanged from the base object, which the
+		// commit copies server-side.
+		return 0
+	}
+	if f.up != nil {
+		if f.up.busy[p] {
+			return 0
+		}
+		if u, ok := f.up.parts[p]; ok && u.gen == f.partGen[p] && u.size == size {
+			return 0
+		}
+	}
+	return p
+}
+
+// startPart uploads part n in the background, starting the multipart
+// upload if needed. A failure is logged and left to the commit, which
+// sends every part that is not up to date.
+func (f *File) startPart(n int32) {
+	f.mu.Lock()
+	if f.up != nil {
+		if f.up.busy[n] {
+			f.mu.Unlock()
+			return
+		}
+		f.up.busy[n] = true
+	}
+	f.bg.Add(1)
+	f.mu.Unlock()
+	go func() {
+		defer f.bg.Done()
+		ctx := f.m.ctx
+		up, err := f.ensureUpload(ctx)
+		if err == nil {
+			f.mu.Lock()
+			up.busy[n] = true
+			f.mu.Unlock()
+			err = f.uploadPart(ctx, up, n, -1)
+			f.mu.Lock()
+			delete(up.busy, n)
+			f.mu.Unlock()
+		}
+		if err != nil && ctx.Err() == nil {
+			bucket, key := f.Name()
+			f.m.log.WithFields(logrus.Fields{"bucket": bucket, "key": key, "part": n}).WithError(err).Debug("part upload while writing failed; the commit sends it again")
+		}
+	}()
+}
+
+// ensureUpload returns the file's multipart upload, creating it.
+func (f *File) ensureUpload(ctx context.Context) (*mpu, error) {
+	f.createMu.Lock()
+	defer f.createMu.Unlock()
+	f.mu.Lock()
+	if f.up != nil && f.up.bucket == f.bucket && f.up.key == f.key {
+		up := f.up
+		f.mu.Unlock()
+		return up, nil
+	}
+	bucket, key, meta, class := f.bucket, f.key, maps.Clone(f.meta), f.class
+	f.mu.Unlock()
+	id, err := f.m.st.CreateMultipart(ctx, store.CreateMultipartInput{Bucket: bucket, Key: key, Metadata: meta, StorageClass: class})
+	if err != nil {
+		return nil, err
+	}
+	up := &mpu{bucket: bucket, key: key, id: id, parts: map[int32]upPart{}, busy: map[int32]bool{}}
+	f.mu.Lock()
+	old := f.up
+	f.up = up
+	f.mu.Unlock()
+	if old != nil {
+		f.m.abort(old)
+	}
+	if f.journalEntry != nil {
+		f.m.journal.noteUpload(f.journalOf, f.journalEntry, bucket, key, id)
+	}
+	return up, nil
+}
+
+// uploadPart sends part n of the staging file (its bytes up to size, or
+// up to the file's size when size < 0) and records it.
+func (f *File) uploadPart(ctx context.Context, up *mpu, n int32, size int64) error {
+	start, psize := f.m.lay.bounds(n)
+	f.mu.Lock()
+	if size < 0 {
+		size = min(psize, f.size-start)
+	}
+	gen, sf := f.partGen[n], f.staging
+	f.mu.Unlock()
+	if sf == nil || size <= 0 {
+		return errors.New("nothing to upload")
+	}
+	if err := f.m.acquire(ctx); err != nil {
+		return err
+	}
+	defer f.m.release()
+	etag, err := f.m.st.UploadPart(ctx, store.UploadPartInput{
+		Bucket: up.bucket, Key: up.key, UploadID: up.id, Part: n,
+		Body: io.NewSectionReader(sf, start, size), Size: size,
+	})
+	if err != nil {
+		return err
+	}
+	f.m.bytesUploaded.Add(size)
+	f.m.partsUploaded.Add(1)
+	f.mu.Lock()
+	up.parts[n] = upPart{etag: etag, gen: gen, size: size}
+	f.mu.Unlock()
+	return nil
+}
+
+// abortUpload abandons the file's multipart upload, if any.
+func (f *File) abortUpload() {
+	f.mu.Lock()
+	up := f.up
+	f.up = nil
+	f.mu.Unlock()
+	if up != nil {
+		f.m.abort(up)
+	}
+}
+
+// abort aborts a multipart upload, logging a failure (an upload left
+// behind costs storage, not correctness).
+func (m *Manager) abort(up *mpu) {
+	ctx, cancel := context.WithTimeout(context.Background(), abortTimeout)
+	defer cancel()
+	if err := m.st.AbortMultipart(ctx, up.bucket, up.key, up.id); err != nil {
+		m.log.WithFields(logrus.Fields{"bucket": up.bucket, "key": up.key, "upload_id": up.id}).WithError(err).Warn("could not abort a multipart upload; its parts stay until the bucket's lifecycle rule removes them")
+	}
+}
+
+// snapshot is what one commit sends.
+type snapshot struct {
+	bucket, key string
+	size        int64
+	base        *store.Object
+	baseLen     int64
+	written     ranges
+	meta        map[string]string
+	class       string
+	exclusive   bool
+	metaOnly    bool
+	gen         uint64
+}
+
+// Commit makes the store's object equal to the file. Without write-back
+// it returns once the store acknowledged the object; with write-back,
+// once the bytes and a journal record are on the local disk. It returns
+// the object as it is (or will be) stored.
+func (f *File) Commit(ctx context.Context) (store.Object, error) {
+	if f.m.writeBack {
+		return f.commitBack(ctx)
+	}
+	f.mu.Lock()
+	for f.committing {
+		waitCond(ctx, f.cond)
+		if err := ctx.Err(); err != nil {
+			f.mu.Unlock()
+			return store.Object{}, err
+		}
+	}
+	if f.removed || f.staging == nil {
+		f.mu.Unlock()
+		return store.Object{}, nil
+	}
+	if !f.changed {
+		o := f.currentLocked()
+		f.mu.Unlock()
+		return o, nil
+	}
+	f.committing = true
+	s := f.snapshotLocked()
+	f.mu.Unlock()
+
+	obj, err := f.send(ctx, s)
+
+	f.mu.Lock()
+	f.committing = false
+	f.cond.Broadcast()
+	if err == nil {
+		f.committedLocked(s, obj)
+	}
+	f.mu.Unlock()
+	if err != nil {
+		f.m.uploadFailures.Add(1)
+	}
+	return obj, err
+}
+
+// currentLocked describes the object the file was last committed as.
+// REQUIRES: f.mu held.
+func (f *File) currentLocked() store.Object {
+	if f.base == nil {
+		return store.Written(f.key, f.size, "", f.m.now(), f.class, maps.Clone(f.meta))
+	}
+	return *f.base
+}
+
+// snapshotLocked captures what a commit sends. REQUIRES: f.mu held.
+func (f *File) snapshotLocked() snapshot {
+	s := snapshot{
+		bucket: f.bucket, key: f.key, size: f.size, baseLen: f.baseLen,
+		written: append(ranges(nil), f.written...), meta: maps.Clone(f.meta),
+		class: f.class, exclusive: f.exclusive, metaOnly: f.metaOnly, gen: f.gen,
+	}
+	if f.base != nil {
+		b := *f.base
+		s.base = &b
+	}
+	return s
+}
+
+// committedLocked records that the store now holds s as obj.
+// REQUIRES: f.mu held.
+func (f *File) committedLocked(s snapshot, obj store.Object) {
+	if f.bucket != s.bucket || f.key != s.key {
+		return // renamed meanwhile: the next commit sends it again
+	}
+	o := obj
+	f.base, f.baseLen = &o, s.size
+	f.exclusive = false
+	if f.gen == s.gen {
+		f.written = nil
+		f.changed, f.metaOnly = false, false
+	}
+	f.up = nil
+	f.m.objectsWritten.Add(1)
+}
+
+// send uploads snapshot s: a metadata-only change as a server-side copy,
+// a file of one part as one PUT, anything else as a multipart upload.
+func (f *File) send(ctx context.Context, s snapshot) (store.Object, error) {
+	// Parts started while writing finish first: their ETags are needed.
+	f.bg.Wait()
+	if s.metaOnly && s.base != nil && s.base.Size == s.size {
+		return f.m.copyObject(ctx, CopySpec{
+			SrcBucket: s.bucket, Src: *s.base, Bucket: s.bucket, Key: s.key,
+			Metadata: s.meta, ReplaceMetadata: true, StorageClass: s.class,
+		})
+	}
+	f.mu.Lock()
+	up := f.up
+	if up != nil && (up.bucket != s.bucket || up.key != s.key) {
+		f.up, up = nil, nil
+	}
+	f.mu.Unlock()
+	if up == nil && s.size <= f.m.lay.first {
+		return f.put(ctx, s)
+	}
+	obj, err := f.sendParts(ctx, s)
+	if err != nil {
+		f.abortUpload()
+	}
+	return obj, err
+}
+
+// put sends the file as one PUT.
+func (f *File) put(ctx context.Context, s snapshot) (store.Object, error) {
+	if err := f.fill(ctx, 0, s.size); err != nil {
+		return store.Object{}, err
+	}
+	f.mu.Lock()
+	sf := f.staging
+	f.mu.Unlock()
+	if sf == nil {
+		return store.Object{}, errors.New("file removed")
+	}
+	if err := f.m.acquire(ctx); err != nil {
+		return store.Object{}, err
+	}
+	defer f.m.release()
+	in := store.PutInput{
+		Bucket: s.bucket, Key: s.key, Body: io.NewSectionReader(sf, 0, s.size), Size: s.size,
+		Metadata: s.meta, StorageClass: s.class,
+		IfNoneMatch: s.exclusive && !f.m.noIfNoneMatch.Load(),
+	}
+	obj, err := f.m.st.Put(ctx, in)
+	if err != nil && in.IfNoneMatch && errors.Is(err, store.ErrNotImplemented) {
+		f.m.noConditional(err)
+		in.IfNoneMatch = false
+		in.Body = io.NewSectionReader(sf, 0, s.size)
+		obj, err = f.m.st.Put(ctx, in)
+	}
+	if err != nil {
+		return store.Object{}, err
+	}
+	f.m.bytesUploaded.Add(s.size)
+	return written(obj, s), nil
+}
+
+// written completes what the store returned for s with what s knows.
+func written(obj *store.Object, s snapshot) store.Object {
+	o := *obj
+	o.Key, o.Size = s.key, s.size
+	if o.Metadata == nil {
+		o.Metadata = s.meta
+	}
+	if o.StorageClass == "" {
+		o.StorageClass = s.class
+	}
+	return o
+}
+
+// noConditional remembers that the server refuses If-None-Match, logged once.
+func (m *Manager) noConditional(err error) {
+	if !m.noIfNoneMatch.Swap(true) {
+		m.log.WithError(err).Warn("the store does not support If-None-Match: O_EXCL creates fall back to checking with HEAD, which cannot stop two machines creating the same name at once")
+	}
+}
+
+// sendParts sends s as a multipart upload and completes it.
+func (f *File) sendParts(ctx context.Context, s snapshot) (store.Object, error) {
+	up, err := f.ensureUpload(ctx)
+	if err != nil {
+		return store.Object{}, err
+	}
+	last, _, _ := f.m.lay.part(max(s.size-1, 0))
+	parts := make([]store.CompletedPart, last)
+	errs := make([]error, last)
+	var wg sync.WaitGroup
+	lim := make(chan struct{}, perFileUploads)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for n := int32(1); n <= last; n++ {
+		start, psize := f.m.lay.bounds(n)
+		end := min(start+psize, s.size)
+		f.mu.Lock()
+		u, ok := up.parts[n]
+		fresh := ok && u.gen == f.partGen[n] && u.size == end-start
+		f.mu.Unlock()
+		if fresh {
+			parts[n-1] = store.CompletedPart{Part: n, ETag: u.etag}
+			continue
+		}
+		select {
+		case lim <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-lim }()
+			etag, err := f.sendPart(ctx, s, up, n, start, end)
+			if err != nil {
+				errs[n-1] = err
+				cancel()
+				return
+			}
+			parts[n-1] = store.CompletedPart{Part: n, ETag: etag}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return store.Object{}, firstErr(errs)
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Object{}, err
+	}
+	in := store.CompleteMultipartInput{
+		Bucket: s.bucket, Key: s.key, UploadID: up.id, Parts: parts, Size: s.size,
+		IfNoneMatch: s.exclusive && !f.m.noIfNoneMatch.Load(),
+	}
+	obj, err := f.m.st.CompleteMultipart(ctx, in)
+	if err != nil && in.IfNoneMatch && errors.Is(err, store.ErrNotImplemented) {
+		f.m.noConditional(err)
+		in.IfNoneMatch = false
+		obj, err = f.m.st.CompleteMultipart(ctx, in)
+	}
+	if err != nil {
+		return store.Object{}, err
+	}
+	return written(obj, s), nil
+}
+
+// firstErr returns the first non-nil error that is not a cancellation
+// caused by another part's failure.
+func firstErr(errs []error) error {
+	var fallback error
+	for _, e := range errs {
+		if e == nil {
+			continue
+		}
+		if !errors.Is(e, context.Canceled) {
+			return e
+		}
+		fallback = e
+	}
+	return fallback
+}
+
+// sendPart sends part n ([start, end) of s): copied server-side from the
+// base object when none of its bytes changed, else uploaded from the
+// staging file after fetching the base bytes it lacks.
+func (f *File) sendPart(ctx context.Context, s snapshot, up *mpu, n int32, start, end int64) (string, error) {
+	if s.base != nil && end <= s.baseLen && !s.written.overlaps(start, end) {
+		if err := f.m.acquire(ctx); err != nil {
+			return "", err
+		}
+		defer f.m.release()
+		etag, err := f.m.st.UploadPartCopy(ctx, store.UploadPartCopyInput{
+			Bucket: s.bucket, Key: s.key, UploadID: up.id, Part: n,
+			SrcBucket: s.bucket, SrcKey: s.base.Key, SrcETag: s.base.ETag,
+			Offset: start, Length: end - start,
+		})
+		if err != nil {
+			return "", err
+		}
+		f.m.serverCopies.Add(1)
+		f.m.copiedBytes.Add(end - start)
+		return etag, nil
+	}
+	if err := f.fill(ctx, start, end); err != nil {
+		return "", err
+	}
+	if err := f.uploadPart(ctx, up, n, end-start); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return up.parts[n].etag, nil
+}
