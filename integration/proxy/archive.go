@@ -23,8 +23,20 @@ package proxy
 //   - InjectListing adds keys to ListObjectsV2 responses that the posix
 //     backend cannot store.
 //
+// A class is recorded only once the server answered the write with 2xx, so
+// a write the proxy refused or failed (RefuseWrites, Faults) changes
+// nothing. A write with STANDARD or no class makes the key an ordinary
+// object again; any other class (STANDARD_IA, GLACIER_IR, ...) is recorded
+// and shown by HEAD, GET and listings, and GLACIER and DEEP_ARCHIVE
+// archive the key.
+//
 // Requests are forwarded unchanged (they are signed); only responses are
-// rewritten. Everything is keyed by bucket and key of path-style URLs.
+// rewritten. That holds for x-amz-storage-class too: clients sign it, and
+// versitygw's posix backend (v1.8.0) neither checks nor keeps it (any value
+// is accepted, every object is STANDARD), so there is nothing to strip.
+// versitygw refuses a CopyObject onto its own source unless it carries
+// x-amz-metadata-directive: REPLACE, where AWS S3 also accepts a change of
+// storage class. Everything is keyed by bucket and key of path-style URLs.
 //
 // This file holds the archive type and the methods tests drive it with.
 // The rest is in archive_state.go (what is known of each object and how a

@@ -515,3 +515,128 @@ func TestArchiveListingPagination(t *testing.T) {
 		t.Fatalf("classes: k0750 %q k1400 %q k0751 %q", classes["k0750"], classes["k1400"], classes["k0751"])
 	}
 }
+
+// TestArchiveWriteClasses: the x-amz-storage-class of a successful
+// PutObject, CopyObject or multipart upload sets what HEAD, GET and
+// listings show (GLACIER archives the key, STANDARD_IA is shown as such,
+// STANDARD or no class clears it); a write the server refused, or the
+// proxy refused or failed, changes nothing, neither in the emulation nor
+// on the server.
+func TestArchiveWriteClasses(t *testing.T) {
+	e := startArchiveEnv(t, "wrt")
+	e.put(t, "wrt", "src", []byte("source bytes"), "")
+	cp := func(key string, class types.StorageClass, directive types.MetadataDirective) error {
+		_, err := e.c.CopyObject(e.ctx, &s3.CopyObjectInput{Bucket: aws.String("wrt"), Key: aws.String(key),
+			CopySource: aws.String("wrt/src"), StorageClass: class, MetadataDirective: directive})
+		return err
+	}
+	wantClass := func(key string, class types.StorageClass) {
+		t.Helper()
+		tracked := string(class)
+		if class == types.StorageClassStandard {
+			tracked = ""
+		}
+		if got := e.px.StorageClass("wrt", key); got != tracked {
+			t.Fatalf("StorageClass(%s) = %q, want %q", key, got, class)
+		}
+		if h := e.head(t, "wrt", key); h.StorageClass != class {
+			t.Fatalf("head %s: class %q, want %q", key, h.StorageClass, class)
+		}
+		if l := contentsByKey(e.list(t, &s3.ListObjectsV2Input{Bucket: aws.String("wrt")})); string(l[key].StorageClass) != string(class) {
+			t.Fatalf("list %s: class %q, want %q", key, l[key].StorageClass, class)
+		}
+	}
+
+	// CopyObject to GLACIER archives the destination, not the source.
+	if err := cp("cold", types.StorageClassGlacier, ""); err != nil {
+		t.Fatal(err)
+	}
+	wantClass("cold", types.StorageClassGlacier)
+	wantArchivedGet(t, e, "wrt", "cold", "GLACIER")
+	wantClass("src", types.StorageClassStandard)
+
+	// STANDARD_IA is recorded and shown, and stays readable.
+	if err := cp("ia", types.StorageClassStandardIa, ""); err != nil {
+		t.Fatal(err)
+	}
+	wantClass("ia", types.StorageClassStandardIa)
+	if b, out, err := e.get("wrt", "ia"); err != nil || string(b) != "source bytes" || out.StorageClass != types.StorageClassStandardIa {
+		t.Fatalf("get ia: %q, %v", b, err)
+	}
+
+	// A copy with STANDARD, or with no class, makes the key ordinary again.
+	if err := cp("cold", types.StorageClassStandard, ""); err != nil {
+		t.Fatal(err)
+	}
+	wantClass("cold", types.StorageClassStandard)
+	if err := cp("ia", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	wantClass("ia", types.StorageClassStandard)
+
+	// versitygw refuses a copy onto the source without REPLACE: no change.
+	err := cp("src", types.StorageClassDeepArchive, "")
+	if err == nil || statusOf(err) != http.StatusBadRequest {
+		t.Fatalf("copy onto itself with COPY: %v, want versitygw's 400", err)
+	}
+	wantClass("src", types.StorageClassStandard)
+	if err := cp("src", types.StorageClassDeepArchive, types.MetadataDirectiveReplace); err != nil {
+		t.Fatal(err)
+	}
+	wantClass("src", types.StorageClassDeepArchive)
+	e.px.Archive("wrt", "src", "")
+
+	// A refused or failed PutObject reaches neither the emulation nor the server.
+	once := func(o *s3.Options) { o.RetryMaxAttempts = 1 }
+	glacierPut := func(key string) error {
+		_, err := e.c.PutObject(e.ctx, &s3.PutObjectInput{Bucket: aws.String("wrt"), Key: aws.String(key),
+			Body: bytes.NewReader([]byte("never stored")), StorageClass: types.StorageClassGlacier}, once)
+		return err
+	}
+	e.px.RefuseWrites(http.StatusServiceUnavailable)
+	wantAPIError(t, "refused put", glacierPut("refused"), "SlowDown", http.StatusServiceUnavailable)
+	e.px.RefuseWrites(0)
+	e.px.SetFaults(Faults{ErrorRate: 1, ErrorStatus: http.StatusForbidden, Ops: []string{"PutObject"}})
+	wantAPIError(t, "failed put", glacierPut("src"), "AccessDenied", http.StatusForbidden)
+	e.px.SetFaults(Faults{})
+	if got := e.px.StorageClass("wrt", "refused"); got != "" {
+		t.Fatalf("refused put recorded class %q", got)
+	}
+	if _, err := e.direct.HeadObject(e.ctx, &s3.HeadObjectInput{Bucket: aws.String("wrt"), Key: aws.String("refused")}); statusOf(err) != http.StatusNotFound {
+		t.Fatalf("refused put reached the server: head %v", err)
+	}
+	wantClass("src", types.StorageClassStandard)
+	if b, _, err := e.get("wrt", "src"); err != nil || string(b) != "source bytes" {
+		t.Fatalf("failed put changed src: %q, %v", b, err)
+	}
+
+	// A multipart upload's class applies at completion; its part bytes count.
+	e.px.Reset()
+	mu, err := e.c.CreateMultipartUpload(e.ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String("wrt"), Key: aws.String("mp"),
+		StorageClass: types.StorageClassStandardIa})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := bytes.Repeat([]byte("m"), 5<<20)
+	up, err := e.c.UploadPart(e.ctx, &s3.UploadPartInput{Bucket: aws.String("wrt"), Key: aws.String("mp"), UploadId: mu.UploadId,
+		PartNumber: aws.Int32(1), Body: bytes.NewReader(part)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upc, err := e.c.UploadPartCopy(e.ctx, &s3.UploadPartCopyInput{Bucket: aws.String("wrt"), Key: aws.String("mp"), UploadId: mu.UploadId,
+		PartNumber: aws.Int32(2), CopySource: aws.String("wrt/src")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.c.CompleteMultipartUpload(e.ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String("wrt"), Key: aws.String("mp"),
+		UploadId: mu.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: []types.CompletedPart{
+			{ETag: up.ETag, PartNumber: aws.Int32(1)}, {ETag: upc.CopyPartResult.ETag, PartNumber: aws.Int32(2)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantClass("mp", types.StorageClassStandardIa)
+	st := e.px.Stats()
+	if st.Puts != 1 || st.Copies != 1 || st.Completes != 1 || st.PutBytes != int64(len(part)) || e.px.UploadedBytes("mp") != int64(len(part)) {
+		t.Fatalf("multipart counters: %+v, UploadedBytes(mp) %d; want one 5 MiB part, one copy, one completion", st, e.px.UploadedBytes("mp"))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,9 +14,14 @@ import (
 
 // Faults are failures the proxy injects, as an object store and the
 // network between have them. The zero value injects none.
+//
+// GetsOnly, WritesOnly and Ops choose the requests that can fail; a request
+// must pass every one that is set. Write requests (IsWrite) can only fail
+// with an error: resets and stalls cut response bodies of GETs.
 type Faults struct {
 	// ErrorRate is the fraction of requests answered at once with
-	// ErrorStatus instead of being forwarded.
+	// ErrorStatus instead of being forwarded: the server never sees them,
+	// so a failed write changes nothing there.
 	ErrorRate float64
 	// ErrorStatus is 500 (InternalError), 503 (SlowDown, the default),
 	// 429 (SlowDown, as some stores send) or 403 (AccessDenied, as for a
@@ -32,6 +38,11 @@ type Faults struct {
 	StallFor   time.Duration
 	// GetsOnly limits the faults to GetObject requests.
 	GetsOnly bool
+	// WritesOnly limits the faults to write requests (see IsWrite).
+	WritesOnly bool
+	// Ops, when not empty, limits the faults to requests of these classes
+	// of Op, e.g. {"UploadPart", "CompleteMultipartUpload"}.
+	Ops []string
 	// Count, when not 0, is how many faults to inject in all.
 	Count int64
 }
@@ -56,6 +67,7 @@ func (p *Proxy) SetFaults(f Faults) {
 	if f.ErrorStatus == 0 {
 		f.ErrorStatus = http.StatusServiceUnavailable
 	}
+	f.Ops = slices.Clone(f.Ops)
 	p.f.cfg = f
 	p.f.drawn = 0
 	if p.f.rng == nil {
@@ -71,7 +83,7 @@ func (p *Proxy) draw(op string) (status int, resetAt, stallAt int64, stallFor ti
 	p.f.mu.Lock()
 	defer p.f.mu.Unlock()
 	c := p.f.cfg
-	if p.f.rng == nil || (c.GetsOnly && op != "GetObject") || (c.Count > 0 && p.f.drawn >= c.Count) {
+	if p.f.rng == nil || !c.selects(op) || (c.Count > 0 && p.f.drawn >= c.Count) {
 		return 0, -1, -1, 0
 	}
 	defer func() {
@@ -92,6 +104,13 @@ func (p *Proxy) draw(op string) (status int, resetAt, stallAt int64, stallFor ti
 		}
 	}
 	return 0, resetAt, stallAt, stallFor
+}
+
+// selects says whether requests of class op can fail.
+func (c *Faults) selects(op string) bool {
+	return !(c.GetsOnly && op != "GetObject") &&
+		!(c.WritesOnly && !IsWrite(op)) &&
+		(len(c.Ops) == 0 || slices.Contains(c.Ops, op))
 }
 
 // writeError answers like S3 does, with a request id tests can look for.
