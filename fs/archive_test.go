@@ -114,7 +114,7 @@ func TestRestoreNeedsReadPermission(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := store.NewFake()
-			f.Put("b", "old.mp3", []byte("archived set"))
+			f.Seed("b", "old.mp3", []byte("archived set"))
 			f.Archive("b", "old.mp3", "GLACIER")
 			cfg, _, _ := testConfig(f, "b")
 			cfg.UID, cfg.GID, cfg.FileMode = 1000, 1000, 0o640

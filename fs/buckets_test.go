@@ -19,7 +19,7 @@ func TestBucketsNode(t *testing.T) {
 	f := store.NewFake()
 	f.CreateBucket("zulu")
 	f.CreateBucket("alpha")
-	f.Put("mike", "k", nil)
+	f.Seed("mike", "k", nil)
 	cfg, clock, _ := testConfig(f, "")
 	b, ok := NewRoot(cfg).(*bucketsNode)
 	if !ok {

@@ -119,7 +119,7 @@ func TestListAll(t *testing.T) {
 				f := store.NewFake()
 				f.CreateBucket("b")
 				for k, n := range tt.keys {
-					f.Put("b", k, make([]byte, n))
+					f.Seed("b", k, make([]byte, n))
 				}
 				f.SetPageSize(pageSize)
 				cfg, _, hook := testConfig(f, "b")
@@ -165,11 +165,11 @@ func TestListAllPagination(t *testing.T) {
 			want := map[string]string{}
 			for i := range 2500 {
 				name := fmt.Sprintf("f%04d", i)
-				f.Put("b", "dir/"+name, make([]byte, i%13))
+				f.Seed("b", "dir/"+name, make([]byte, i%13))
 				want[name] = fmt.Sprintf("file:%d", i%13)
 			}
-			f.Put("b", "dir/d1/x", nil)
-			f.Put("b", "dir/f1000/y", nil) // clashes with the file f1000
+			f.Seed("b", "dir/d1/x", nil)
+			f.Seed("b", "dir/f1000/y", nil) // clashes with the file f1000
 			want["d1"] = "dir"
 			want["f1000"] = "dir"
 			f.SetPageSize(pageSize)
@@ -202,7 +202,7 @@ func TestListAllPagination(t *testing.T) {
 func TestListAllError(t *testing.T) {
 	f := store.NewFake()
 	for i := range 5 {
-		f.Put("b", fmt.Sprintf("k%d", i), nil)
+		f.Seed("b", fmt.Sprintf("k%d", i), nil)
 	}
 	f.SetPageSize(2)
 	f.SetFailure(func(op, bucket, key string) error {
@@ -228,10 +228,10 @@ func TestListAllError(t *testing.T) {
 // directory modes, and the stable inode numbers lookups also use.
 func TestReaddir(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "p/zeta", []byte("z"))
-	f.Put("b", "p/alpha", []byte("a"))
-	f.Put("b", "p/mid/x", []byte("x"))
-	f.Put("b", "p/", nil)
+	f.Seed("b", "p/zeta", []byte("z"))
+	f.Seed("b", "p/alpha", []byte("a"))
+	f.Seed("b", "p/mid/x", []byte("x"))
+	f.Seed("b", "p/", nil)
 	cfg, _, _ := testConfig(f, "b")
 	cfg.Prefix = "p/"
 	d := testDir(t, cfg)
@@ -292,7 +292,7 @@ func TestEndlessListingFails(t *testing.T) {
 // reports them in ListPage.Skipped) leave the rest of the directory listed.
 func TestListingSkippedKeys(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "d/ok", []byte("x"))
+	f.Seed("b", "d/ok", []byte("x"))
 	f.PutUnnamed("b", "d/bad%zz")
 	d := testDir(t, Config{Store: f, Bucket: "b", Prefix: "d/", Log: discardLog()})
 	entries, err := d.listAll(context.Background())
@@ -326,8 +326,8 @@ func (s *blockingStore) List(ctx context.Context, in store.ListInput) (*store.Li
 // at once: one LIST reaches the store and all five get its entries.
 func TestConcurrentListingsShareOneList(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "d/a", []byte("x"))
-	f.Put("b", "d/b", []byte("y"))
+	f.Seed("b", "d/a", []byte("x"))
+	f.Seed("b", "d/b", []byte("y"))
 	st := &blockingStore{Fake: f, entered: make(chan struct{}, 10), release: make(chan struct{})}
 	d := testDir(t, Config{Store: st, Bucket: "b", Prefix: "d/", Log: discardLog(), MetadataTTL: time.Minute})
 	var wg sync.WaitGroup

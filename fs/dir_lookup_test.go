@@ -30,10 +30,10 @@ func TestLookupCache(t *testing.T) {
 		wantLists int64 // cumulative
 	}
 	put := func(key, data string) func(f *store.Fake) {
-		return func(f *store.Fake) { f.Put("b", key, []byte(data)) }
+		return func(f *store.Fake) { f.Seed("b", key, []byte(data)) }
 	}
 	del := func(key string) func(f *store.Fake) {
-		return func(f *store.Fake) { f.Delete("b", key) }
+		return func(f *store.Fake) { f.Remove("b", key) }
 	}
 	tests := []struct {
 		name  string
@@ -84,11 +84,11 @@ func TestLookupCache(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := store.NewFake()
-			f.Put("b", "f", []byte("hello"))
-			f.Put("b", "d/x", []byte("x"))
-			f.Put("b", "m/", nil)
-			f.Put("b", "both", []byte("obj"))
-			f.Put("b", "both/inner", []byte("x"))
+			f.Seed("b", "f", []byte("hello"))
+			f.Seed("b", "d/x", []byte("x"))
+			f.Seed("b", "m/", nil)
+			f.Seed("b", "both", []byte("obj"))
+			f.Seed("b", "both/inner", []byte("x"))
 			cfg, clock, _ := testConfig(f, "b")
 			cfg.MetadataTTL, cfg.NegativeTTL = ttl, negTTL
 			d := testDir(t, cfg)
@@ -121,8 +121,8 @@ func TestLookupCache(t *testing.T) {
 // often it is looked up.
 func TestLookupClashLoggedOnce(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "both", []byte("obj"))
-	f.Put("b", "both/inner", []byte("x"))
+	f.Seed("b", "both", []byte("obj"))
+	f.Seed("b", "both/inner", []byte("x"))
 	cfg, clock, hook := testConfig(f, "b")
 	d := testDir(t, cfg)
 	for range 3 {
@@ -149,8 +149,8 @@ func TestLookupClashLoggedOnce(t *testing.T) {
 // single-name answers, and that an expired listing no longer answers.
 func TestFreshListingAnswersLookups(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "f", []byte("hello"))
-	f.Put("b", "d/x", []byte("x"))
+	f.Seed("b", "f", []byte("hello"))
+	f.Seed("b", "d/x", []byte("x"))
 	cfg, clock, _ := testConfig(f, "b")
 	d := testDir(t, cfg)
 
@@ -158,7 +158,7 @@ func TestFreshListingAnswersLookups(t *testing.T) {
 	if _, found, err := d.lookupEntry(context.Background(), "new"); err != nil || found {
 		t.Fatalf("lookup of new before it exists: found=%v err=%v", found, err)
 	}
-	f.Put("b", "new", []byte("n"))
+	f.Seed("b", "new", []byte("n"))
 	clock.Advance(time.Second)
 	// ...but a listing made afterwards supersedes it.
 	if _, _, err := d.listing(context.Background()); err != nil {
@@ -238,8 +238,8 @@ func TestLookupErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := store.NewFake()
-			f.Put("b", "f", []byte("x"))
-			f.Put("b", "secret", []byte("x"))
+			f.Seed("b", "f", []byte("x"))
+			f.Seed("b", "secret", []byte("x"))
 			f.SetFailure(tt.fail)
 			cfg, _, _ := testConfig(f, "b")
 			d := testDir(t, cfg)
@@ -295,7 +295,7 @@ func TestListingSupersedesLookups(t *testing.T) {
 	if _, found, err := d.lookupEntry(context.Background(), "late"); err != nil || found {
 		t.Fatalf("first lookup: found=%v err=%v", found, err)
 	}
-	f.Put("b", "late", []byte("x"))
+	f.Seed("b", "late", []byte("x"))
 	clock.Advance(time.Second)
 	if _, _, err := d.listing(context.Background()); err != nil {
 		t.Fatal(err)
@@ -311,13 +311,13 @@ func TestListingSupersedesLookups(t *testing.T) {
 // still fresh, so a new upload shows up within the negative TTL.
 func TestNewUploadVisibleAfterNegativeTTL(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "old", []byte("o"))
+	f.Seed("b", "old", []byte("o"))
 	cfg, clock, _ := testConfig(f, "b")
 	d := testDir(t, cfg)
 	if _, _, err := d.listing(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f.Put("b", "new", []byte("n"))
+	f.Seed("b", "new", []byte("n"))
 	clock.Advance(cfg.NegativeTTL / 2)
 	if _, found, _ := d.lookupEntry(context.Background(), "new"); found {
 		t.Fatal("new found before the negative TTL passed without asking the store")

@@ -70,7 +70,7 @@ func TestOpenReadOnly(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := store.NewFake()
-			f.Put("b", "k", []byte("data"))
+			f.Seed("b", "k", []byte("data"))
 			cfg, clock, _ := testConfig(f, "b")
 			n := testFile(t, cfg, f, "k")
 			clock.Advance(time.Hour) // stale: a successful open HEADs
@@ -99,7 +99,7 @@ func TestOpenReadOnly(t *testing.T) {
 // the one of the previous open.
 func TestOpenMetadata(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "k", []byte("version one"))
+	f.Seed("b", "k", []byte("version one"))
 	cfg, clock, _ := testConfig(f, "b")
 	n := testFile(t, cfg, f, "k")
 	before := callsOf(f)
@@ -120,7 +120,7 @@ func TestOpenMetadata(t *testing.T) {
 		t.Errorf("handles of one version pinned %+v and %+v", v1, v2)
 	}
 
-	f.Put("b", "k", []byte("version two, longer"))
+	f.Seed("b", "k", []byte("version two, longer"))
 	clock.Advance(cfg.MetadataTTL)
 	h3, flags := openHandle(t, n)
 	if flags&fuse.FOPEN_KEEP_CACHE != 0 {
@@ -138,7 +138,7 @@ func TestOpenMetadata(t *testing.T) {
 		t.Errorf("Getattr after the open: size %d errno %v, want 19", attr.Size, errno)
 	}
 
-	f.Delete("b", "k")
+	f.Remove("b", "k")
 	clock.Advance(cfg.MetadataTTL)
 	if _, _, errno := n.Open(context.Background(), syscall.O_RDONLY); errno != syscall.ENOENT {
 		t.Errorf("open of a deleted object with stale attributes: %v, want ENOENT", errno)
@@ -149,7 +149,7 @@ func TestOpenMetadata(t *testing.T) {
 // mtime from the object; a HEAD only once they are older than MetadataTTL.
 func TestFileGetattr(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "dir/k", make([]byte, 1000))
+	f.Seed("b", "dir/k", make([]byte, 1000))
 	cfg, clock, _ := testConfig(f, "b")
 	cfg.UID, cfg.GID, cfg.FileMode = 1234, 5678, 0o640
 	n := testFile(t, cfg, f, "dir/k")
@@ -172,7 +172,7 @@ func TestFileGetattr(t *testing.T) {
 	if got := callsOf(f).sub(before); got != (calls{}) {
 		t.Errorf("Getattr with fresh attributes made requests: %+v", got)
 	}
-	f.Put("b", "dir/k", make([]byte, 3))
+	f.Seed("b", "dir/k", make([]byte, 3))
 	clock.Advance(time.Nanosecond)
 	if errno := n.Getattr(context.Background(), nil, &out); errno != 0 || out.Size != 3 {
 		t.Errorf("Getattr after expiry: size %d errno %v, want 3", out.Size, errno)
@@ -180,7 +180,7 @@ func TestFileGetattr(t *testing.T) {
 	if got := callsOf(f).sub(before); got != (calls{head: 1}) {
 		t.Errorf("Getattr with stale attributes made %+v, want one HEAD", got)
 	}
-	f.Delete("b", "dir/k")
+	f.Remove("b", "dir/k")
 	clock.Advance(cfg.MetadataTTL)
 	if errno := n.Getattr(context.Background(), nil, &out); errno != syscall.ENOENT {
 		t.Errorf("Getattr of a deleted object: %v, want ENOENT", errno)
@@ -192,7 +192,7 @@ func TestFileGetattr(t *testing.T) {
 func TestHandleRead(t *testing.T) {
 	data := randomBytes(10000, 2)
 	f := store.NewFake()
-	f.Put("b", "k", data)
+	f.Seed("b", "k", data)
 	cfg, _, _ := testConfig(f, "b")
 	h, _ := openHandle(t, testFile(t, cfg, f, "k"))
 	tests := []struct {
@@ -232,7 +232,7 @@ func TestHandleRead(t *testing.T) {
 // without a GET.
 func TestHandleReadEmpty(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "empty", nil)
+	f.Seed("b", "empty", nil)
 	cfg, _, _ := testConfig(f, "b")
 	h, _ := openHandle(t, testFile(t, cfg, f, "empty"))
 	got, errno := read(t, h, 0, 4096)
@@ -249,13 +249,13 @@ func TestHandleReadEmpty(t *testing.T) {
 // the log) instead of mixing versions, and keep failing.
 func TestHandleStale(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "k", []byte("old old old old"))
+	f.Seed("b", "k", []byte("old old old old"))
 	cfg, _, hook := testConfig(f, "b")
 	h, _ := openHandle(t, testFile(t, cfg, f, "k"))
 	if got, errno := read(t, h, 0, 3); errno != 0 || string(got) != "old" {
 		t.Fatalf("first read = %q, %v", got, errno)
 	}
-	f.Put("b", "k", []byte("new new new new"))
+	f.Seed("b", "k", []byte("new new new new"))
 	for _, off := range []int64{4, 0} {
 		if got, errno := read(t, h, off, 3); errno != syscall.ESTALE {
 			t.Errorf("read at %d after the change = %q, %v; want ESTALE", off, got, errno)
@@ -271,11 +271,11 @@ func TestHandleStale(t *testing.T) {
 // on its first read, since it has served nothing of the old one.
 func TestHandleRepinsBeforeFirstRead(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "k", []byte("old contents"))
+	f.Seed("b", "k", []byte("old contents"))
 	cfg, _, _ := testConfig(f, "b")
 	n := testFile(t, cfg, f, "k")
 	h, _ := openHandle(t, n) // pins the old ETag from the cached attributes
-	f.Put("b", "k", []byte("the new contents"))
+	f.Seed("b", "k", []byte("the new contents"))
 	before := callsOf(f)
 	got, errno := read(t, h, 4, 3)
 	if errno != 0 || string(got) != "new" {
@@ -296,7 +296,7 @@ func TestHandleRepinsBeforeFirstRead(t *testing.T) {
 
 	// If the object is gone by the first read, the read says so.
 	h2, _ := openHandle(t, n)
-	f.Delete("b", "k")
+	f.Remove("b", "k")
 	if _, errno := read(t, h2, 0, 3); errno != syscall.ENOENT {
 		t.Errorf("first read of a deleted object = %v, want ENOENT", errno)
 	}
@@ -315,7 +315,7 @@ func (r countingReader) Close() { r.closed.Add(1); r.ObjectReader.Close() }
 // reads nothing.
 func TestHandleRelease(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "k", []byte("contents"))
+	f.Seed("b", "k", []byte("contents"))
 	cfg, _, _ := testConfig(f, "b")
 	var closed atomic.Int32
 	cfg.NewReader = func(v ObjectVersion) ObjectReader {
@@ -327,7 +327,7 @@ func TestHandleRelease(t *testing.T) {
 		t.Fatal(errno)
 	}
 	h := fh.(*handle)
-	f.Put("b", "k", []byte("contents 2"))
+	f.Seed("b", "k", []byte("contents 2"))
 	if _, errno := read(t, h, 0, 4); errno != 0 {
 		t.Fatal(errno)
 	}

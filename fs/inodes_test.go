@@ -119,8 +119,8 @@ func TestInodeTableForgetRace(t *testing.T) {
 // inode number. With hashed numbers go-fuse merged the two nodes.
 func TestMountCollidingKeys(t *testing.T) {
 	f := store.NewFake()
-	f.Put(collidingBucket, collidingKeyA, []byte("contents of A"))
-	f.Put(collidingBucket, collidingKeyB, []byte("B has other bytes"))
+	f.Seed(collidingBucket, collidingKeyA, []byte("contents of A"))
+	f.Seed(collidingBucket, collidingKeyB, []byte("B has other bytes"))
 	cfg, _, _ := testConfig(f, collidingBucket)
 	mnt := testMount(t, cfg)
 

@@ -17,7 +17,7 @@ func TestListingsBoundedInBytes(t *testing.T) {
 	f := store.NewFake()
 	for d := range 8 {
 		for i := range 100 {
-			f.Put("b", fmt.Sprintf("d%d/file-%03d.mp3", d, i), nil)
+			f.Seed("b", fmt.Sprintf("d%d/file-%03d.mp3", d, i), nil)
 		}
 	}
 	cfg := Config{Store: f, Bucket: "b", Log: discardLog(), MetadataTTL: time.Hour}

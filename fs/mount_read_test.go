@@ -27,8 +27,8 @@ func TestMountRead(t *testing.T) {
 	const size = 300_001
 	data := randomBytes(size, 3)
 	f := store.NewFake()
-	f.Put("bkt", "d/blob", data)
-	f.Put("bkt", "d/empty", nil)
+	f.Seed("bkt", "d/blob", data)
+	f.Seed("bkt", "d/empty", nil)
 	cfg, _, _ := testConfig(f, "bkt")
 	mnt := testMount(t, cfg)
 	path := filepath.Join(mnt, "d/blob")
@@ -121,7 +121,7 @@ func TestMountChangedObject(t *testing.T) {
 			oldData := randomBytes(size, 4)
 			newData := randomBytes(newSize, 5)
 			f := store.NewFake()
-			f.Put("bkt", "obj", oldData)
+			f.Seed("bkt", "obj", oldData)
 			cfg, clock, _ := testConfig(f, "bkt")
 			mnt := testMount(t, cfg)
 			path := filepath.Join(mnt, "obj")
@@ -136,7 +136,7 @@ func TestMountChangedObject(t *testing.T) {
 				t.Fatalf("first read: %v (or wrong bytes)", err)
 			}
 
-			f.Put("bkt", "obj", newData)
+			f.Seed("bkt", "obj", newData)
 			_, err = fh.ReadAt(buf, int64(size-8192))
 			if !errors.Is(err, syscall.ESTALE) {
 				t.Errorf("read after the change: %v, want ESTALE", err)
@@ -182,7 +182,7 @@ func (g *getRecorder) Get(ctx context.Context, in store.GetInput) (*store.GetOut
 // cancelled instead of running on.
 func TestMountInterruptedRead(t *testing.T) {
 	f := store.NewFake()
-	f.Put("bkt", "slow", randomBytes(100_000, 6))
+	f.Seed("bkt", "slow", randomBytes(100_000, 6))
 	rec := &getRecorder{Fake: f, ended: make(chan error, 10)}
 	cfg, _, _ := testConfig(rec, "bkt")
 	mnt := testMount(t, cfg)

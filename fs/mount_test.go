@@ -49,12 +49,12 @@ func lstat(t *testing.T, path string) *syscall.Stat_t {
 // do not show up as files.
 func TestMountReaddirStat(t *testing.T) {
 	f := store.NewFake()
-	f.Put("bkt", "top.txt", []byte("hello"))
-	f.Put("bkt", "dir/", nil)
-	f.Put("bkt", "dir/a", make([]byte, 1000))
-	f.Put("bkt", "dir/sub/b", []byte("b"))
-	f.Put("bkt", "empty", nil)
-	f.Put("bkt", "only-marker/", nil)
+	f.Seed("bkt", "top.txt", []byte("hello"))
+	f.Seed("bkt", "dir/", nil)
+	f.Seed("bkt", "dir/a", make([]byte, 1000))
+	f.Seed("bkt", "dir/sub/b", []byte("b"))
+	f.Seed("bkt", "empty", nil)
+	f.Seed("bkt", "only-marker/", nil)
 	cfg, clock, _ := testConfig(f, "bkt")
 	cfg.UID, cfg.GID = 1234, 5678
 	cfg.FileMode, cfg.DirMode = 0o640, 0o750
@@ -153,10 +153,10 @@ func TestMountLsLong(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := store.NewFake()
 			for i := range tt.files {
-				f.Put("bkt", fmt.Sprintf("big/f%04d", i), make([]byte, i%10))
+				f.Seed("bkt", fmt.Sprintf("big/f%04d", i), make([]byte, i%10))
 			}
-			f.Put("bkt", "big/d1/x", nil)
-			f.Put("bkt", "big/d2/", nil)
+			f.Seed("bkt", "big/d1/x", nil)
+			f.Seed("bkt", "big/d2/", nil)
 			cfg, _, _ := testConfig(f, "bkt")
 			var mnt string
 			if tt.kernelCache {
@@ -202,8 +202,8 @@ func TestMountLsLong(t *testing.T) {
 // options fails with EROFS.
 func TestMountReadOnly(t *testing.T) {
 	f := store.NewFake()
-	f.Put("bkt", "file", []byte("data"))
-	f.Put("bkt", "dir/x", []byte("x"))
+	f.Seed("bkt", "file", []byte("data"))
+	f.Seed("bkt", "dir/x", []byte("x"))
 	cfg, _, _ := testConfig(f, "bkt")
 	mnt := realMount(t, cfg)
 	p := func(name string) string { return filepath.Join(mnt, name) }
@@ -262,8 +262,8 @@ func TestMountReadOnly(t *testing.T) {
 // bucket does not exist.
 func TestMountAllBuckets(t *testing.T) {
 	f := store.NewFake()
-	f.Put("alpha", "a.txt", []byte("in alpha"))
-	f.Put("beta", "sub/b.txt", []byte("in beta"))
+	f.Seed("alpha", "a.txt", []byte("in alpha"))
+	f.Seed("beta", "sub/b.txt", []byte("in beta"))
 	f.CreateBucket("gamma")
 	cfg, _, _ := testConfig(f, "")
 	mnt := testMount(t, cfg)
@@ -303,12 +303,12 @@ func TestMountAllBuckets(t *testing.T) {
 // start with the same letters) stay out of reach.
 func TestMountPrefix(t *testing.T) {
 	f := store.NewFake()
-	f.Put("bkt", "p/", nil)
-	f.Put("bkt", "p/a", []byte("inside"))
-	f.Put("bkt", "p/sub/b", []byte("deeper"))
-	f.Put("bkt", "pp/x", []byte("beside"))
-	f.Put("bkt", "q/c", []byte("outside"))
-	f.Put("bkt", "top", []byte("outside"))
+	f.Seed("bkt", "p/", nil)
+	f.Seed("bkt", "p/a", []byte("inside"))
+	f.Seed("bkt", "p/sub/b", []byte("deeper"))
+	f.Seed("bkt", "pp/x", []byte("beside"))
+	f.Seed("bkt", "q/c", []byte("outside"))
+	f.Seed("bkt", "top", []byte("outside"))
 	cfg, _, _ := testConfig(f, "bkt")
 	cfg.Prefix = "p/"
 	mnt := testMount(t, cfg)
@@ -355,10 +355,10 @@ func TestMountRewinddir(t *testing.T) {
 	var want []string
 	for i := range 500 {
 		name := fmt.Sprintf("file-%03d-%s", i, strings.Repeat("x", 40))
-		f.Put("bkt", name, []byte("x"))
+		f.Seed("bkt", name, []byte("x"))
 		want = append(want, name)
 	}
-	f.Put("bkt", "zz/inside", []byte("y"))
+	f.Seed("bkt", "zz/inside", []byte("y"))
 	want = append(want, "zz")
 	cfg, _, _ := testConfig(f, "bkt")
 	mnt := testMount(t, cfg)

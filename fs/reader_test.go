@@ -25,7 +25,7 @@ func randomBytes(n int, seed uint64) []byte {
 // putVersion stores data and returns the version a handle would pin.
 func putVersion(t *testing.T, f *store.Fake, bucket, key string, data []byte) ObjectVersion {
 	t.Helper()
-	f.Put(bucket, key, data)
+	f.Seed(bucket, key, data)
 	o, err := f.Head(context.Background(), bucket, key)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func TestDirectReaderChangedObject(t *testing.T) {
 	if _, err := r.ReadAt(context.Background(), p, 0); err != nil {
 		t.Fatal(err)
 	}
-	f.Put("b", "k", []byte("second version"))
+	f.Seed("b", "k", []byte("second version"))
 	_, err := r.ReadAt(context.Background(), p, 0)
 	if !errors.Is(err, store.ErrPreconditionFailed) {
 		t.Fatalf("ReadAt after the change: %v, want ErrPreconditionFailed", err)

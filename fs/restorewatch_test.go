@@ -29,7 +29,7 @@ func TestRestoreWatcherAtScale(t *testing.T) {
 	nodes := make([]*fileNode, files)
 	for i := range nodes {
 		key := fmt.Sprintf("set-%04d.mp3", i)
-		f.Put("b", key, []byte("archived"))
+		f.Seed("b", key, []byte("archived"))
 		f.Archive("b", key, "GLACIER")
 		if _, err := f.Restore(ctx, store.RestoreInput{Bucket: "b", Key: key, Days: 1}); err != nil {
 			t.Fatal(err)
@@ -80,7 +80,7 @@ func TestRestoreWatcherAtScale(t *testing.T) {
 // the watcher: a new node for the key is watched instead, never both.
 func TestRestoreWatcherForgets(t *testing.T) {
 	f := store.NewFake()
-	f.Put("b", "k", []byte("x"))
+	f.Seed("b", "k", []byte("x"))
 	f.Archive("b", "k", "GLACIER")
 	cfg, _, _ := testConfig(f, "b")
 	cfg.Now = time.Now

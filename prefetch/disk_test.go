@@ -89,7 +89,7 @@ func TestDiskTierChangedObject(t *testing.T) {
 	for i := range fx.data {
 		fx.data[i] ^= 0x5a
 	}
-	fx.st.Put("b", "obj", fx.data)
+	fx.st.Seed("b", "obj", fx.data)
 	o, _ := fx.st.Head(context.Background(), "b", "obj")
 	fx.v = store.Version{Bucket: "b", Key: "obj", ETag: o.ETag, Size: o.Size}
 	before := fx.st.Calls("GetObject")

@@ -37,7 +37,7 @@ func newFixture(t *testing.T, size int, latency time.Duration, budget int64) *fi
 	st := store.NewFake()
 	data := make([]byte, size)
 	rand.NewChaCha8([32]byte{byte(size), byte(size >> 8)}).Read(data)
-	st.Put("b", "obj", data)
+	st.Seed("b", "obj", data)
 	o, _ := st.Head(context.Background(), "b", "obj")
 	st.SetLatency(latency)
 	c, err := cache.New(cache.Config{MemoryBytes: 64 * mib, BlockSize: bs})
@@ -375,7 +375,7 @@ func TestChangedObjectFails(t *testing.T) {
 	r := fx.m.NewReader(fx.v)
 	defer r.Close()
 	fx.read(t, r, 0, 4096)
-	fx.st.Put("b", "obj", bytes.Repeat([]byte{1}, 8*mib))
+	fx.st.Seed("b", "obj", bytes.Repeat([]byte{1}, 8*mib))
 	_, err := r.ReadAt(context.Background(), make([]byte, 4096), 6*mib)
 	if !errors.Is(err, store.ErrPreconditionFailed) {
 		t.Errorf("read after change: %v", err)

@@ -99,7 +99,7 @@ func TestReclaimSkipsWaitingReader(t *testing.T) {
 	fx := newFixture(t, 4*mib, 0, bs) // room for one block
 	// Idle at once, but for the read under way.
 	fx.m.cfg.IdleStream, fx.m.cfg.PausedStream = 0, 0
-	fx.st.Put("b", "slow", fx.data)
+	fx.st.Seed("b", "slow", fx.data)
 	o, _ := fx.st.Head(context.Background(), "b", "slow")
 	release := make(chan struct{})
 	fx.st.SetFailure(func(op, bucket, key string) error {

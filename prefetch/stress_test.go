@@ -26,7 +26,7 @@ func TestMixedLoadServesExactBytes(t *testing.T) {
 		data := make([]byte, size)
 		rand.NewChaCha8([32]byte{byte(i + 7)}).Read(data)
 		key := []string{"x", "y"}[i]
-		st.Put("b", key, data)
+		st.Seed("b", key, data)
 		o, _ := st.Head(context.Background(), "b", key)
 		vs = append(vs, store.Version{Bucket: "b", Key: key, ETag: o.ETag, Size: o.Size})
 		datas = append(datas, data)

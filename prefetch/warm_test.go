@@ -22,7 +22,7 @@ func warmFixture(t *testing.T, blockSize, budget int64, sizes ...int) (*Manager,
 		data := make([]byte, n)
 		rand.NewChaCha8([32]byte{byte(i), byte(n)}).Read(data)
 		key := "o" + string(rune('0'+i))
-		st.Put("b", key, data)
+		st.Seed("b", key, data)
 		o, _ := st.Head(context.Background(), "b", key)
 		vs = append(vs, store.Version{Bucket: "b", Key: key, ETag: o.ETag, Size: o.Size})
 	}

@@ -3,8 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"io"
 	"sort"
 	"strings"
@@ -17,8 +15,12 @@ import (
 
 // Fake is an in-memory Store for unit tests. It follows S3's listing rules
 // (sorted keys, delimiter, common prefixes, pages of MaxKeys), ranged reads
-// and If-Match, and counts requests by operation. Unlike some S3 backends it
-// lets an object "a" and an object "a/b" coexist, so tests can cover clashes.
+// and If-Match, S3's rules for writes and multipart uploads (fake_write.go),
+// and counts requests by operation. Unlike some S3 backends it lets an
+// object "a" and an object "a/b" coexist, so tests can cover clashes.
+//
+// Tests set its content with Seed and SeedObject, which make no request;
+// the Store calls are what the code under test uses.
 type Fake struct {
 	// Constant data
 	pageSize int32 // set before the fake is shared (SetPageSize)
@@ -26,17 +28,22 @@ type Fake struct {
 	// Mutable state
 	mu      sync.Mutex                         // protects the following
 	buckets map[string]map[string]*fakeObject  // GUARDED_BY(mu); bucket -> key -> object
+	uploads map[string]*fakeUpload             // GUARDED_BY(mu); open multipart uploads by id
+	nextID  int                                // GUARDED_BY(mu); numbers upload ids
+	noCond  bool                               // GUARDED_BY(mu); SetNoConditionalWrites
 	latency time.Duration                      // GUARDED_BY(mu)
-	clock   clockwork.Clock                    // GUARDED_BY(mu); times latency
+	clock   clockwork.Clock                    // GUARDED_BY(mu); times latency, dates writes
 	failFn  func(op, bucket, key string) error // GUARDED_BY(mu); called without mu held
 
-	calls sync.Map // op -> *atomic.Int64; lock-free, outside mu
+	calls     sync.Map     // op -> *atomic.Int64; lock-free, outside mu
+	putBytes  atomic.Int64 // body bytes received by Put; outside mu
+	partBytes atomic.Int64 // body bytes received by UploadPart; outside mu
 }
 
 // fakeObject is one stored object. Its fields are read and changed under
-// its Fake's mu; data and meta are never changed in place (Put replaces
-// the whole object), so a GET body and a returned Object use them without
-// the lock.
+// its Fake's mu; data and meta are never changed in place (a write or a
+// seed replaces the whole object), so a GET body, a copy and a returned
+// Object share them without the lock.
 type fakeObject struct {
 	data     []byte
 	etag     string
@@ -66,7 +73,12 @@ var _ Store = (*Fake)(nil)
 
 // NewFake returns an empty fake store.
 func NewFake() *Fake {
-	return &Fake{buckets: map[string]map[string]*fakeObject{}, pageSize: 1000, clock: clockwork.NewRealClock()}
+	return &Fake{
+		buckets:  map[string]map[string]*fakeObject{},
+		uploads:  map[string]*fakeUpload{},
+		pageSize: 1000,
+		clock:    clockwork.NewRealClock(),
+	}
 }
 
 // SetPageSize changes the maximum page size of listings (default 1000).
@@ -74,7 +86,7 @@ func NewFake() *Fake {
 func (f *Fake) SetPageSize(n int32) { f.pageSize = n }
 
 // SetClock makes latency wait on clock (a fake clock lets a test decide
-// when requests answer).
+// when requests answer) and dates written objects by it.
 func (f *Fake) SetClock(clock clockwork.Clock) {
 	f.mu.Lock()
 	f.clock = clock
@@ -105,14 +117,14 @@ func (f *Fake) CreateBucket(name string) {
 	}
 }
 
-// Put stores data under key, creating the bucket if needed.
-func (f *Fake) Put(bucket, key string, data []byte) {
-	f.PutObject(bucket, key, data, "", nil)
+// Seed stores data under key, creating the bucket if needed, without a
+// request: it sets up a test, and is neither counted nor delayed.
+func (f *Fake) Seed(bucket, key string, data []byte) {
+	f.SeedObject(bucket, key, data, "", nil)
 }
 
-// PutObject stores data with a storage class and user metadata.
-func (f *Fake) PutObject(bucket, key string, data []byte, class string, meta map[string]string) {
-	sum := md5.Sum(data)
+// SeedObject seeds data with a storage class and user metadata.
+func (f *Fake) SeedObject(bucket, key string, data []byte, class string, meta map[string]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.buckets[bucket] == nil {
@@ -120,7 +132,7 @@ func (f *Fake) PutObject(bucket, key string, data []byte, class string, meta map
 	}
 	f.buckets[bucket][key] = &fakeObject{
 		data:     bytes.Clone(data),
-		etag:     `"` + hex.EncodeToString(sum[:]) + `"`,
+		etag:     md5ETag(data),
 		modified: time.Now().UTC().Truncate(time.Second),
 		class:    class,
 		meta:     meta,
@@ -171,15 +183,18 @@ func (f *Fake) FinishRestore(bucket, key string, expiry time.Time) {
 	}
 }
 
-// Delete removes an object.
-func (f *Fake) Delete(bucket, key string) {
+// Remove removes an object without a request, as another client would.
+func (f *Fake) Remove(bucket, key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.buckets[bucket], key)
 }
 
-// Calls returns how many requests of op ("GetObject", "HeadObject",
-// "ListObjectsV2", "ListBuckets", "RestoreObject") were made.
+// Calls returns how many requests of op were made, failed ones included.
+// The ops are S3's names: "ListBuckets", "ListObjectsV2", "HeadObject",
+// "GetObject", "RestoreObject", "PutObject", "CreateMultipartUpload",
+// "UploadPart", "UploadPartCopy", "CompleteMultipartUpload",
+// "AbortMultipartUpload", "CopyObject", "DeleteObject".
 func (f *Fake) Calls(op string) int64 {
 	if v, ok := f.calls.Load(op); ok {
 		return v.(*atomic.Int64).Load()

@@ -15,8 +15,8 @@ import (
 // object succeeds.
 func TestFakeGetRange(t *testing.T) {
 	f := NewFake()
-	f.Put("b", "ten", []byte("0123456789"))
-	f.Put("b", "empty", nil)
+	f.Seed("b", "ten", []byte("0123456789"))
+	f.Seed("b", "empty", nil)
 	tests := []struct {
 		name    string
 		key     string
@@ -81,7 +81,7 @@ func TestFakeGetRange(t *testing.T) {
 func TestFakeGetIfMatch(t *testing.T) {
 	ctx := context.Background()
 	f := NewFake()
-	f.Put("b", "k", []byte("version one"))
+	f.Seed("b", "k", []byte("version one"))
 	v1, err := f.Head(ctx, "b", "k")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func TestFakeGetIfMatch(t *testing.T) {
 	}
 	out.Body.Close()
 
-	f.Put("b", "k", []byte("version two"))
+	f.Seed("b", "k", []byte("version two"))
 	v2, err := f.Head(ctx, "b", "k")
 	if err != nil {
 		t.Fatal(err)
@@ -120,9 +120,9 @@ func TestFakeGetIfMatch(t *testing.T) {
 func TestFakeNotFound(t *testing.T) {
 	ctx := context.Background()
 	f := NewFake()
-	f.Put("b", "there", []byte("x"))
-	f.Put("b", "gone", []byte("x"))
-	f.Delete("b", "gone")
+	f.Seed("b", "there", []byte("x"))
+	f.Seed("b", "gone", []byte("x"))
+	f.Remove("b", "gone")
 	tests := []struct {
 		name     string
 		call     func() error
@@ -173,7 +173,7 @@ func TestFakeHeadMetadata(t *testing.T) {
 	ctx := context.Background()
 	f := NewFake()
 	data := []byte("abc")
-	f.PutObject("b", "k", data, "STANDARD_IA", map[string]string{"owner": "me"})
+	f.SeedObject("b", "k", data, "STANDARD_IA", map[string]string{"owner": "me"})
 	data[0] = 'X'
 	o, err := f.Head(ctx, "b", "k")
 	if err != nil {
@@ -198,7 +198,7 @@ func TestFakeHeadMetadata(t *testing.T) {
 func TestFakeObjectAlike(t *testing.T) {
 	ctx := context.Background()
 	f := NewFake()
-	f.PutObject("b", "k", []byte("0123456789"), "STANDARD_IA", map[string]string{"owner": "me"})
+	f.SeedObject("b", "k", []byte("0123456789"), "STANDARD_IA", map[string]string{"owner": "me"})
 	head, err := f.Head(ctx, "b", "k")
 	if err != nil {
 		t.Fatal(err)

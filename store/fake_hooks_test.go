@@ -12,7 +12,7 @@ import (
 // context's error, and that an already-cancelled context fails at once.
 func TestFakeLatencyAndCancel(t *testing.T) {
 	f := NewFake()
-	f.Put("b", "k", []byte("x"))
+	f.Seed("b", "k", []byte("x"))
 
 	t.Run("latency delays the request", func(t *testing.T) {
 		f.SetLatency(50 * time.Millisecond)
@@ -81,8 +81,8 @@ func TestFakeLatencyAndCancel(t *testing.T) {
 func TestFakeFailureAndCalls(t *testing.T) {
 	ctx := context.Background()
 	f := NewFake()
-	f.Put("b", "k", []byte("x"))
-	f.Put("b", "bad", []byte("x"))
+	f.Seed("b", "k", []byte("x"))
+	f.Seed("b", "bad", []byte("x"))
 	boom := &Error{Op: "GetObject", Status: 503, Code: "SlowDown", Kind: ErrThrottled}
 	f.SetFailure(func(op, bucket, key string) error {
 		if op == "GetObject" && key == "bad" {

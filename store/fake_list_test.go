@@ -78,7 +78,7 @@ func newFakeWith(keys ...string) *Fake {
 	f := NewFake()
 	f.CreateBucket("b")
 	for _, k := range keys {
-		f.Put("b", k, []byte("data of "+k))
+		f.Seed("b", k, []byte("data of "+k))
 	}
 	return f
 }
@@ -157,7 +157,7 @@ func TestFakeListDelimiter(t *testing.T) {
 // modification time and storage class.
 func TestFakeListObjectAttributes(t *testing.T) {
 	f := NewFake()
-	f.PutObject("b", "cold", []byte("12345"), "GLACIER", nil)
+	f.SeedObject("b", "cold", []byte("12345"), "GLACIER", nil)
 	head, err := f.Head(context.Background(), "b", "cold")
 	if err != nil {
 		t.Fatal(err)
@@ -261,9 +261,9 @@ func TestFakeListMissingBucket(t *testing.T) {
 // TestFakeListBuckets checks that buckets, empty or not, are listed sorted.
 func TestFakeListBuckets(t *testing.T) {
 	f := NewFake()
-	f.Put("zeta", "k", nil)
+	f.Seed("zeta", "k", nil)
 	f.CreateBucket("alpha")
-	f.Put("mid", "k", nil)
+	f.Seed("mid", "k", nil)
 	f.CreateBucket("alpha") // twice is harmless and keeps the bucket
 	got, err := f.ListBuckets(context.Background())
 	if err != nil {
@@ -284,10 +284,10 @@ func TestFakeListBuckets(t *testing.T) {
 func TestFakeUnnamed(t *testing.T) {
 	ctx := context.Background()
 	f := NewFake()
-	f.Put("b", "dir/a", []byte("a"))
+	f.Seed("b", "dir/a", []byte("a"))
 	f.PutUnnamed("b", "dir/bad%zz")
 	f.PutUnnamed("b", "dir/sub/bad%zz")
-	f.Put("b", "dir/c", []byte("c"))
+	f.Seed("b", "dir/c", []byte("c"))
 	f.SetPageSize(1)
 	var keys, skipped []string
 	in := ListInput{Bucket: "b", Prefix: "dir/", Delimiter: "/"}

@@ -14,8 +14,8 @@ import (
 func TestFakeArchiveAndRestore(t *testing.T) {
 	ctx := context.Background()
 	f := NewFake()
-	f.Put("b", "set.mp3", []byte("music"))
-	f.Put("b", "plain", []byte("x"))
+	f.Seed("b", "set.mp3", []byte("music"))
+	f.Seed("b", "plain", []byte("x"))
 	get := func() error {
 		out, err := f.Get(ctx, GetInput{Bucket: "b", Key: "set.mp3", Length: -1})
 		if err == nil {

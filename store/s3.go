@@ -51,12 +51,17 @@ type S3 struct {
 	// Dependencies
 	client *s3.Client
 
+	// Constant data
+	tigrisHost bool // the endpoint is a Tigris host name
+
 	// Mutable state (atomics: no lock)
 
 	// Retries counts requests sent again after a failure.
 	Retries atomic.Int64
 	// Conns counts connections to the store open now, idle or busy.
 	Conns atomic.Int64
+	// tigrisSeen is set once a response named Tigris as its Server.
+	tigrisSeen atomic.Bool
 }
 
 // countedConn is a connection to the store, counted while open.
@@ -92,15 +97,27 @@ const (
 	retryMaxBackoff = 5 * time.Second
 )
 
+// retryableCodes are error codes retried on top of the SDK's own list (5xx,
+// throttling, timeouts, connection errors).
+var retryableCodes = map[string]struct{}{
+	// A 409 from S3 when a conditional write (If-None-Match, or a
+	// CompleteMultipartUpload) races another one on the same key, including
+	// our own first attempt whose answer was lost. AWS says to retry it;
+	// the retry then succeeds, fails with 412, or, for a completed upload,
+	// with NoSuchUpload (which CompleteMultipart checks with a HEAD).
+	"ConditionalRequestConflict": {},
+}
+
 // newRetryer is the SDK's standard retryer (capped exponential backoff,
-// full jitter; 1 s base for throttling) with bucketfs's waits, counting
-// retries in n.
+// full jitter; 1 s base for throttling) with bucketfs's waits and
+// retryableCodes, counting retries in n.
 func newRetryer(maxRetries int, n *atomic.Int64) aws.RetryerV2 {
 	return countingRetryer{n: n, RetryerV2: retry.NewStandard(func(so *retry.StandardOptions) {
 		so.MaxAttempts = maxRetries + 1
 		so.BaseDelay = retryBase
 		so.MaxBackoff = retryMaxBackoff
 		so.RateLimiter = ratelimit.None
+		so.Retryables = append(so.Retryables, retry.RetryableErrorCode{Codes: retryableCodes})
 	})}
 }
 
@@ -172,8 +189,15 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		// skip the SDK's attempt and its warning log.
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		o.DisableLogOutputChecksumValidationSkipped = true
+		// Request checksums stay at the SDK's default (when supported): a
+		// CRC32 of each PutObject and UploadPart body, sent as a header
+		// over http and as an aws-chunked trailer over https. versitygw
+		// (the test server) accepts both. The SDK seeks the body to
+		// compute it over http and to rewind it for a retry.
+		o.APIOptions = append(o.APIOptions, st.watchServer)
 	})
 	st.client = client
+	st.tigrisHost = tigrisEndpoint(aws.ToString(client.Options().BaseEndpoint))
 	return st, nil
 }
 
@@ -384,6 +408,18 @@ func wrapErr(op, bucket, key string, err error) error {
 		// Checked before the status: versitygw answers an unknown key with
 		// 404 XAdminUserNotFound.
 		e.Kind = ErrAccessDenied
+	case e.Status == http.StatusNotImplemented || e.Code == "NotImplemented" ||
+		(e.Status == http.StatusBadRequest && ae != nil && strings.Contains(strings.ToLower(ae.ErrorMessage()), "if-none-match")):
+		// A server without conditional writes: 501 NotImplemented (AWS's
+		// answer to a header it does not implement), or a 400 that names
+		// the header.
+		e.Kind = ErrNotImplemented
+	case e.Code == "ConditionalRequestConflict" || e.Code == "EntityTooLarge" || e.Code == "EntityTooSmall":
+		// Request errors the caller tells apart by code: a 409 for a
+		// conditional write that raced another (retried, see
+		// retryableCodes, so seen here only when retries ran out), and a
+		// 400 for an object or part of a size S3 refuses.
+		e.Kind = ErrOther
 	case errors.As(err, &nsk) || errors.As(err, &nf) || errors.As(err, &nsb) || e.Status == http.StatusNotFound:
 		e.Kind = ErrNotFound
 	case e.Status == http.StatusPreconditionFailed || e.Code == "PreconditionFailed":

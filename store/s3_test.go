@@ -26,7 +26,7 @@ import (
 // allKinds is every error kind a Store error may wrap.
 var allKinds = []error{
 	ErrNotFound, ErrAccessDenied, ErrPreconditionFailed, ErrInvalidObjectState,
-	ErrInvalidRange, ErrBadResponse, ErrThrottled, ErrUnreachable, ErrOther,
+	ErrInvalidRange, ErrBadResponse, ErrThrottled, ErrNotImplemented, ErrUnreachable, ErrOther,
 }
 
 // sdkResponseErr builds the error chain aws-sdk-go-v2 returns when the server
@@ -106,6 +106,18 @@ func TestWrapErr(t *testing.T) {
 			wantKind: ErrPreconditionFailed, wantStatus: 412, wantCode: "PreconditionFailed"},
 		{name: "412 without a body", err: sdkResponseErr("GetObject", 412, "", generic("")),
 			wantKind: ErrPreconditionFailed, wantStatus: 412},
+		{name: "501 NotImplemented", err: sdkResponseErr("PutObject", 501, "req-6", generic("NotImplemented")),
+			wantKind: ErrNotImplemented, wantStatus: 501, wantCode: "NotImplemented", wantReqID: "req-6"},
+		{name: "501 without a body", err: sdkResponseErr("PutObject", 501, "", generic("")),
+			wantKind: ErrNotImplemented, wantStatus: 501},
+		{name: "400 naming If-None-Match", err: sdkResponseErr("PutObject", 400, "", &smithy.GenericAPIError{Code: "InvalidArgument", Message: "Unsupported header If-None-Match"}),
+			wantKind: ErrNotImplemented, wantStatus: 400, wantCode: "InvalidArgument"},
+		{name: "400 InvalidArgument about something else", err: sdkResponseErr("PutObject", 400, "", generic("InvalidArgument")),
+			wantKind: ErrOther, wantStatus: 400, wantCode: "InvalidArgument"},
+		{name: "409 ConditionalRequestConflict", err: sdkResponseErr("CompleteMultipartUpload", 409, "", generic("ConditionalRequestConflict")),
+			wantKind: ErrOther, wantStatus: 409, wantCode: "ConditionalRequestConflict"},
+		{name: "400 EntityTooLarge", err: sdkResponseErr("PutObject", 400, "", generic("EntityTooLarge")),
+			wantKind: ErrOther, wantStatus: 400, wantCode: "EntityTooLarge"},
 		{name: "416 InvalidRange", err: sdkResponseErr("GetObject", 416, "", generic("InvalidRange")),
 			wantKind: ErrInvalidRange, wantStatus: 416, wantCode: "InvalidRange"},
 		{name: "503 SlowDown", err: sdkResponseErr("GetObject", 503, "req-4", generic("SlowDown")),
@@ -305,8 +317,8 @@ func TestCredentialsRejected(t *testing.T) {
 	}
 }
 
-// TestRetryWaits: the retryer bucketfs builds retries refused connections
-// and 503s, and its waits grow from up to 250 ms to the 5 s cap, so the
+// TestRetryWaits: the retryer bucketfs builds retries refused connections,
+// 503s and 409 ConditionalRequestConflict (not a 403), and its waits grow from up to 250 ms to the 5 s cap, so the
 // default five retries span a few seconds (a server restart), not the
 // SDK's own well under a second.
 func TestRetryWaits(t *testing.T) {
@@ -318,6 +330,12 @@ func TestRetryWaits(t *testing.T) {
 	refused := &smithyhttp.RequestSendError{Err: &url.Error{Op: "Get", URL: "http://127.0.0.1:1/", Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}}
 	if !r.IsErrorRetryable(refused) {
 		t.Error("a refused connection is not retried")
+	}
+	if conflict := sdkResponseErr("PutObject", 409, "", generic("ConditionalRequestConflict")); !r.IsErrorRetryable(conflict) {
+		t.Error("a 409 ConditionalRequestConflict is not retried")
+	}
+	if denied := sdkResponseErr("PutObject", 403, "", generic("AccessDenied")); r.IsErrorRetryable(denied) {
+		t.Error("a 403 is retried")
 	}
 	var total time.Duration
 	for attempt := 1; attempt <= 5; attempt++ {

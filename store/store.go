@@ -1,20 +1,24 @@
 // Package store is bucketfs's only door to object storage.
 //
 // It holds a small Store interface (list buckets, list a page, head, ranged
-// get, restore), the typed errors every implementation returns, an
-// aws-sdk-go-v2 implementation (S3) and an in-memory fake (Fake) for unit
-// tests. It imports nothing else of bucketfs, so the filesystem, the cache
-// and the read-ahead can be tested against the fake and run against any
-// S3-compatible server.
+// get, restore; put, multipart uploads, copy, delete), the typed errors
+// every implementation returns, an aws-sdk-go-v2 implementation (S3) and an
+// in-memory fake (Fake) for unit tests. It imports nothing else of
+// bucketfs, so the filesystem, the cache, the read-ahead and the write path
+// can be tested against the fake and run against any S3-compatible server.
 //
-// Every call is idempotent and takes a context: cancelling it aborts the
-// request, which is how an interrupted read cancels its GET.
+// Every call takes a context: cancelling it aborts the request, which is
+// how an interrupted read cancels its GET. The reads are idempotent; the
+// writes are idempotent or made so, except CreateMultipart, as the
+// contract at the top of write.go says, so the S3 implementation retries
+// every call alike.
 //
 // Lock order: each lock is a leaf. Fake.mu is the package's only mutex; it
-// is never held while the failure hook runs or the latency wait goes on,
-// and the fake's request counters are atomics outside it. S3 takes no lock
-// of its own: its Retries and Conns counters are atomics, and a
-// countedConn's sync.Once only guards one decrement.
+// is never held while the failure hook runs, the latency wait goes on or a
+// write's body is read, and the fake's request and byte counters are
+// atomics outside it. S3 takes no lock of its own: its Retries and Conns
+// counters and its Tigris flag are atomics, and a countedConn's sync.Once
+// only guards one decrement.
 package store
 
 import (
@@ -59,7 +63,8 @@ type Store interface {
 	CompleteMultipart(ctx context.Context, in CompleteMultipartInput) (*Object, error)
 	// AbortMultipart discards a multipart upload and its parts.
 	AbortMultipart(ctx context.Context, bucket, key, uploadID string) error
-	// Copy copies an object of up to 5 GiB server-side.
+	// Copy copies an object of up to 5 GiB server-side. The returned
+	// Object's Size is -1 when the implementation does not know it (S3).
 	Copy(ctx context.Context, in CopyInput) (*Object, error)
 	// Delete removes an object; a missing object is not an error.
 	Delete(ctx context.Context, bucket, key string) error

@@ -32,6 +32,11 @@ const (
 //   - CompleteMultipart whose first answer was lost fails its retry with
 //     NoSuchUpload; the S3 implementation then HEADs the object and takes
 //     it as done when its ETag is the multipart ETag of these parts.
+//   - The same goes for a retry that fails with 412 after an IfNoneMatch
+//     Put (the first attempt made the key exist: done when the ETag is the
+//     body's MD5) or CompleteMultipart, and for a Copy with Rename whose
+//     retry finds no source (done when the copy has SrcETag; without
+//     SrcETag there is nothing to check and the error stands).
 //   - CreateMultipart is not idempotent: a retry after a lost answer
 //     leaves an upload nobody knows of, which the bucket's lifecycle rule
 //     for incomplete uploads (or `aws s3api list-multipart-uploads`)

@@ -235,7 +235,7 @@ func TestCheckStore(t *testing.T) {
 	t.Setenv("AWS_ENDPOINT_URL_S3", "")
 	t.Setenv("AWS_ENDPOINT_URL", "")
 	f := store.NewFake()
-	f.Put("bkt", "p/x", []byte("x"))
+	f.Seed("bkt", "p/x", []byte("x"))
 	f.CreateBucket("empty")
 	ctx := context.Background()
 	tests := []struct {
