@@ -12,8 +12,9 @@ import (
 // bucketfs mounts without the kernel's default_permissions and checks
 // permissions itself, so that opening an archived file whose restore is
 // running can answer EAGAIN rather than the kernel's EACCES for mode 0000.
-// It is also why the mount is not "ro": setting user.s3.restore must reach
-// the daemon. Every other change is refused here with EROFS.
+// It is also why a --read-only mount is not "ro": setting user.s3.restore
+// must reach the daemon. On such a mount (or one without a write path)
+// every other change is refused with EROFS.
 
 // Permission bits asked for, as in access(2).
 const (
@@ -30,9 +31,6 @@ func checkAccess(ctx context.Context, perm os.FileMode, uid, gid uint32, want ui
 	caller, ok := fuse.FromContext(ctx)
 	if !ok {
 		return 0
-	}
-	if want&wOK != 0 {
-		return syscall.EROFS
 	}
 	if caller.Uid == 0 {
 		return 0
@@ -75,10 +73,12 @@ var (
 
 // Access implements gofs.NodeAccesser.
 func (b *base) Access(ctx context.Context, mask uint32) syscall.Errno {
-	perm := b.m.cfg.DirMode
+	perm, uid, gid := b.m.cfg.DirMode, b.m.cfg.UID, b.m.cfg.GID
 	if f, ok := b.EmbeddedInode().Operations().(*fileNode); ok {
-		perm = f.m.cfg.FileMode
-		if s, _ := f.state(); !s.readable() {
+		s, o := f.state()
+		a := f.m.attrsOf(o)
+		perm, uid, gid = a.perm, a.uid, a.gid
+		if !s.readable() {
 			perm = 0
 		}
 		// Even root may execute only a file with an execute bit.
@@ -86,7 +86,10 @@ func (b *base) Access(ctx context.Context, mask uint32) syscall.Errno {
 			return syscall.EACCES
 		}
 	}
-	return checkAccess(ctx, perm, b.m.cfg.UID, b.m.cfg.GID, mask)
+	if _, ok := b.EmbeddedInode().Operations().(*bucketsNode); ok && mask&wOK != 0 {
+		return syscall.EROFS // buckets are not made or removed through the mount
+	}
+	return b.m.checkAccess(ctx, perm, uid, gid, mask)
 }
 
 // Opendir implements gofs.NodeOpendirer.
@@ -99,7 +102,9 @@ func (b *bucketsNode) Opendir(ctx context.Context) syscall.Errno {
 	return checkAccess(ctx, b.m.cfg.DirMode, b.m.cfg.UID, b.m.cfg.GID, rOK)
 }
 
-// Every change is refused with EROFS.
+// The defaults every node inherits: directories and files override what
+// they support (dirwrite.go, write.go, setattr.go); the all-buckets root
+// refuses every change with EROFS.
 
 func (b *base) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	return nil, syscall.EROFS

@@ -81,9 +81,9 @@ func (f *fileNode) state() (archiveState, store.Object) {
 
 // path is the file's path under the mountpoint, for messages.
 func (f *fileNode) path() string {
-	rel := strings.TrimPrefix(f.key, f.m.cfg.Prefix)
+	rel := strings.TrimPrefix(f.name(), f.m.cfg.Prefix)
 	if f.m.cfg.Bucket == "" {
-		rel = f.bucket + "/" + f.key
+		rel = f.bucket + "/" + f.name()
 	}
 	return filepath.Join(f.m.cfg.Mountpoint, rel)
 }
@@ -96,17 +96,17 @@ func (f *fileNode) unreadableErrno(ctx context.Context, s archiveState, o store.
 	cmd := fmt.Sprintf("setfattr -n %s -v 1 %s  (or: bucketfs restore %s)", xattrRestore, shellQuote(p), shellQuote(p))
 	if s == archivedCold && f.m.cfg.AutoRestoreDays > 0 {
 		if err := f.startRestore(ctx, f.m.cfg.AutoRestoreDays, ""); err == nil || errors.Is(err, store.ErrRestoreInProgress) {
-			f.m.logOnce(fmt.Sprintf("archived object: restore started (--auto-restore); %s reads fail with EAGAIN until it completes", p), f.bucket, f.key)
+			f.m.logOnce(fmt.Sprintf("archived object: restore started (--auto-restore); %s reads fail with EAGAIN until it completes", p), f.bucket, f.name())
 			return syscall.EAGAIN
 		} else {
 			f.log().WithError(err).Warn("auto-restore failed")
 		}
 	}
 	if s == restoring {
-		f.m.logOnce(fmt.Sprintf("archived object %s is being restored (%s); reads fail with EAGAIN until the restore completes", p, o.StorageClass), f.bucket, f.key+"\x00restoring")
+		f.m.logOnce(fmt.Sprintf("archived object %s is being restored (%s); reads fail with EAGAIN until the restore completes", p, o.StorageClass), f.bucket, f.name()+"\x00restoring")
 		return syscall.EAGAIN
 	}
-	f.m.logOnce(fmt.Sprintf("archived object %s (%s) cannot be read until restored; restore it with: %s", p, classOrArchived(o), cmd), f.bucket, f.key+"\x00archived")
+	f.m.logOnce(fmt.Sprintf("archived object %s (%s) cannot be read until restored; restore it with: %s", p, classOrArchived(o), cmd), f.bucket, f.name()+"\x00archived")
 	return syscall.EACCES
 }
 
@@ -125,7 +125,7 @@ func shellQuote(s string) string {
 // startRestore asks the store to restore the object and records that a
 // restore runs (or was extended).
 func (f *fileNode) startRestore(ctx context.Context, days int32, tier string) error {
-	out, err := f.m.cfg.Store.Restore(ctx, store.RestoreInput{Bucket: f.bucket, Key: f.key, Days: days, Tier: tier})
+	out, err := f.m.cfg.Store.Restore(ctx, store.RestoreInput{Bucket: f.bucket, Key: f.name(), Days: days, Tier: tier})
 	switch {
 	case errors.Is(err, store.ErrRestoreInProgress):
 		f.noteRestoring()
@@ -194,7 +194,7 @@ var (
 // object's own metadata has not been fetched within the metadata TTL.
 func (f *fileNode) xattrs(ctx context.Context) (map[string]string, []string, error) {
 	f.mu.Lock()
-	headed := f.headAt.After(f.m.now().Add(-f.m.cfg.MetadataTTL))
+	headed := f.headAt.After(f.m.now().Add(-f.m.cfg.MetadataTTL)) || f.w != nil
 	f.mu.Unlock()
 	if !headed {
 		if _, err := f.revalidate(ctx); err != nil {
@@ -221,6 +221,9 @@ func (f *fileNode) xattrs(ctx context.Context) (map[string]string, []string, err
 	if f.m.cfg.Disk != nil {
 		names = append(names, xattrCached)
 	}
+	if f.m.writable() {
+		names = append(names, xattrPending)
+	}
 	return vals, names, nil
 }
 
@@ -231,6 +234,9 @@ func (f *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint
 	}
 	if attr == xattrCached {
 		return f.cachedXattr(dest)
+	}
+	if attr == xattrPending {
+		return f.pendingXattr(dest)
 	}
 	vals, _, err := f.xattrs(ctx)
 	if err != nil {
@@ -270,10 +276,13 @@ func (f *fileNode) Setxattr(ctx context.Context, attr string, data []byte, flags
 	if attr == xattrWarm {
 		return f.warm(ctx)
 	}
+	if attr == xattrClass {
+		return f.setClass(ctx, strings.TrimRight(string(data), "\x00\n"))
+	}
 	if attr != xattrRestore {
 		return syscall.EROFS
 	}
-	if errno := checkAccess(ctx, f.m.cfg.FileMode, f.m.cfg.UID, f.m.cfg.GID, rOK); errno != 0 {
+	if errno := f.checkAccess(ctx, rOK); errno != 0 {
 		f.log().WithField("uid", callerUID(ctx)).Warn("restore refused: the caller may not read the file")
 		return errno
 	}

@@ -81,7 +81,9 @@ func TestCheckAccess(t *testing.T) {
 		{"root searches 0600 dir", as(0, 0), 0o600, xOK, 0},
 		{"other searches 0750 dir", as(2000, 2000), 0o750, xOK, syscall.EACCES},
 		{"owner reads 0000", as(1000, 1000), 0, rOK, syscall.EACCES},
-		{"owner writes 0644", as(1000, 1000), 0o644, wOK, syscall.EROFS},
+		{"owner writes 0644", as(1000, 1000), 0o644, wOK, 0},
+		{"other writes 0644", as(2000, 2000), 0o644, wOK, syscall.EACCES},
+		{"root writes 0444", as(0, 0), 0o444, wOK, 0},
 		{"no caller", context.Background(), 0, rOK, 0},
 	} {
 		if got := checkAccess(c.ctx, osMode(c.perm), 1000, 1000, c.want); got != c.err {

@@ -22,6 +22,8 @@ type entry struct {
 	dir  bool
 	obj  store.Object // files only
 	seen time.Time    // when the store said so
+	// mtime is a directory's own, from its marker; zero when unknown.
+	mtime time.Time
 }
 
 // maxLookups is how many single-name answers a directory keeps before it
@@ -41,10 +43,12 @@ type dirNode struct {
 
 	// Constant data
 	bucket string
-	prefix string // "" or ends in "/"
 
 	// Mutable state
-	mu       sync.Mutex              // protects the following
+	mu sync.Mutex // protects the following
+	// prefix is "" or ends in "/"; a directory rename changes it. Read it
+	// with pfx().
+	prefix   string                  // GUARDED_BY(mu)
 	entries  map[string]entry        // GUARDED_BY(mu)
 	names    []string                // GUARDED_BY(mu); sorted names of entries
 	listedAt time.Time               // GUARDED_BY(mu)
@@ -52,6 +56,16 @@ type dirNode struct {
 	flight   *listFlight             // GUARDED_BY(mu); the listing under way, if any
 	// listBytes estimates what entries and names hold (listingCache).
 	listBytes int64 // GUARDED_BY(mu)
+	// mtime is the directory's own, from its marker's metadata; zero
+	// when unknown (the mount's start time is shown).
+	mtime time.Time // GUARDED_BY(mu)
+}
+
+// pfx returns the directory's key prefix.
+func (d *dirNode) pfx() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.prefix
 }
 
 // cachedBytesLocked estimates the bytes d's listing and single-name
@@ -69,14 +83,14 @@ var (
 
 // Getattr implements gofs.NodeGetattrer.
 func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.m.dirAttr(&out.Attr, d.StableAttr().Ino)
+	d.fillAttr(&out.Attr)
 	return 0
 }
 
 // OnForget implements gofs.NodeOnForgetter: the kernel no longer holds the
 // directory, so its inode number may be dropped.
 func (d *dirNode) OnForget() {
-	d.m.inodes.release(d.bucket, d.prefix, d.StableAttr().Ino)
+	d.m.inodes.release(d.bucket, d.pfx(), d.StableAttr().Ino)
 	d.m.listings.forget(d)
 }
 
@@ -109,9 +123,9 @@ func (s *dirStream) Next() (fuse.DirEntry, syscall.Errno) {
 	n := s.names[s.next]
 	s.next++
 	if s.entries[n].dir {
-		return fuse.DirEntry{Name: n, Mode: fuse.S_IFDIR, Ino: s.d.m.ino(s.d.bucket, s.d.prefix+n+"/"), Off: uint64(s.next)}, 0
+		return fuse.DirEntry{Name: n, Mode: fuse.S_IFDIR, Ino: s.d.m.ino(s.d.bucket, s.d.pfx()+n+"/"), Off: uint64(s.next)}, 0
 	}
-	return fuse.DirEntry{Name: n, Mode: fuse.S_IFREG, Ino: s.d.m.ino(s.d.bucket, s.d.prefix+n), Off: uint64(s.next)}, 0
+	return fuse.DirEntry{Name: n, Mode: fuse.S_IFREG, Ino: s.d.m.ino(s.d.bucket, s.d.pfx()+n), Off: uint64(s.next)}, 0
 }
 
 // Seekdir implements gofs.FileSeekdirer (rewinddir, seekdir).
@@ -166,6 +180,12 @@ func (d *dirNode) lookupEntry(ctx context.Context, name string) (entry, bool, er
 	}
 	d.mu.Unlock()
 
+	if wr := d.m.cfg.Writer; wr != nil {
+		if w := wr.Lookup(d.bucket, d.pfx()+name); w != nil {
+			_, size := w.Pending()
+			return entry{name: name, obj: store.Object{Key: d.pfx() + name, Size: size, LastModified: now, Metadata: w.Metadata()}, seen: now}, true, nil
+		}
+	}
 	e, found, err := d.remoteLookup(ctx, name)
 	if err != nil {
 		return entry{}, false, err
@@ -201,7 +221,7 @@ func (d *dirNode) lookupEntry(ctx context.Context, name string) (entry, bool, er
 // one-key LIST of "name/" in parallel. A directory wins over an object of the
 // same name.
 func (d *dirNode) remoteLookup(ctx context.Context, name string) (entry, bool, error) {
-	key := d.prefix + name
+	key := d.pfx() + name
 	var (
 		wg      sync.WaitGroup
 		obj     *store.Object
@@ -222,7 +242,16 @@ func (d *dirNode) remoteLookup(ctx context.Context, name string) (entry, bool, e
 		if headErr == nil {
 			d.m.logOnce("object and directory share a name; showing the directory", d.bucket, key)
 		}
-		return entry{name: name, dir: true}, true, nil
+		e := entry{name: name, dir: true}
+		if len(page.Objects) > 0 && page.Objects[0].Key == key+"/" {
+			// A marker: its metadata may hold the directory's mtime.
+			if m, err := d.m.cfg.Store.Head(ctx, d.bucket, key+"/"); err == nil {
+				if t, ok := parseMtime(m.Metadata[metaMtime]); ok {
+					e.mtime = t
+				}
+			}
+		}
+		return e, true, nil
 	}
 	if listErr != nil && !errors.Is(listErr, store.ErrNotFound) {
 		return entry{}, false, listErr
@@ -299,6 +328,7 @@ func (d *dirNode) listNow(ctx context.Context, now time.Time) (map[string]entry,
 	if err != nil {
 		return nil, nil, err
 	}
+	d.mergeStaged(entries)
 	names := make([]string, 0, len(entries))
 	for n, e := range entries {
 		e.seen = now
@@ -322,11 +352,12 @@ var errEndlessListing = errors.New("listing does not end: the server repeats con
 // below it, are skipped and logged once: they are not names here.
 func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 	entries := map[string]entry{}
+	prefix := d.pfx()
 	token := ""
 	tokens := map[string]bool{}
 	empty := 0
 	for {
-		page, err := d.m.cfg.Store.List(ctx, store.ListInput{Bucket: d.bucket, Prefix: d.prefix, Delimiter: "/", Token: token})
+		page, err := d.m.cfg.Store.List(ctx, store.ListInput{Bucket: d.bucket, Prefix: prefix, Delimiter: "/", Token: token})
 		if err != nil {
 			return nil, err
 		}
@@ -334,22 +365,22 @@ func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 			d.m.logOnce("skipping listed key that does not decode or lies outside the directory", d.bucket, raw)
 		}
 		for _, p := range page.Prefixes {
-			rest, ok := strings.CutPrefix(p, d.prefix)
+			rest, ok := strings.CutPrefix(p, prefix)
 			name, isDir := strings.CutSuffix(rest, "/")
 			if !ok || !isDir || !validName(name) || strings.Contains(name, "/") {
 				d.m.logOnce("skipping key that cannot be a file name", d.bucket, p)
 				continue
 			}
 			if old, ok := entries[name]; ok && !old.dir {
-				d.m.logOnce("object and directory share a name; showing the directory", d.bucket, d.prefix+name)
+				d.m.logOnce("object and directory share a name; showing the directory", d.bucket, prefix+name)
 			}
 			entries[name] = entry{name: name, dir: true}
 		}
 		for _, o := range page.Objects {
-			if o.Key == d.prefix {
+			if o.Key == prefix {
 				continue // this directory's own marker object
 			}
-			name, ok := strings.CutPrefix(o.Key, d.prefix)
+			name, ok := strings.CutPrefix(o.Key, prefix)
 			if !ok || !validName(name) || strings.Contains(name, "/") {
 				d.m.logOnce("skipping key that cannot be a file name", d.bucket, o.Key)
 				continue
@@ -369,7 +400,7 @@ func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 			empty = 0
 		}
 		if tokens[page.NextToken] || empty > maxEmptyPages {
-			return nil, fmt.Errorf("ListObjectsV2 %s/%s: %w", d.bucket, d.prefix, errEndlessListing)
+			return nil, fmt.Errorf("ListObjectsV2 %s/%s: %w", d.bucket, prefix, errEndlessListing)
 		}
 		tokens[page.NextToken] = true
 		token = page.NextToken
@@ -381,25 +412,36 @@ func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 func (d *dirNode) childInode(ctx context.Context, e entry, out *fuse.EntryOut) *gofs.Inode {
 	if e.dir {
 		if ch := d.GetChild(e.name); ch != nil {
-			if _, ok := ch.Operations().(*dirNode); ok {
-				d.m.dirAttr(&out.Attr, ch.StableAttr().Ino)
+			// A directory renamed away keeps its old prefix: not reused.
+			if sub, ok := ch.Operations().(*dirNode); ok && sub.pfx() == d.pfx()+e.name+"/" {
+				if !e.mtime.IsZero() {
+					sub.setMtime(e.mtime)
+				}
+				sub.fillAttr(&out.Attr)
 				return ch
 			}
 		}
-		child := &dirNode{base: base{m: d.m}, bucket: d.bucket, prefix: d.prefix + e.name + "/"}
-		ch := d.m.newInode(ctx, &d.Inode, child, fuse.S_IFDIR, d.bucket, child.prefix)
-		d.m.dirAttr(&out.Attr, ch.StableAttr().Ino)
+		child := &dirNode{base: base{m: d.m}, bucket: d.bucket, prefix: d.pfx() + e.name + "/", mtime: e.mtime}
+		ch := d.m.newInode(ctx, &d.Inode, child, fuse.S_IFDIR, d.bucket, child.pfx())
+		if sub, ok := ch.Operations().(*dirNode); ok {
+			if !e.mtime.IsZero() {
+				sub.setMtime(e.mtime)
+			}
+			sub.fillAttr(&out.Attr)
+		} else {
+			d.m.dirAttr(&out.Attr, ch.StableAttr().Ino)
+		}
 		return ch
 	}
+	key := d.pfx() + e.name
 	if ch := d.GetChild(e.name); ch != nil {
-		if f, ok := ch.Operations().(*fileNode); ok {
+		if f, ok := ch.Operations().(*fileNode); ok && f.name() == key {
 			f.setMeta(e.obj, e.seen, false)
 			f.fillAttr(&out.Attr)
 			return ch
 		}
 	}
-	key := d.prefix + e.name
-	child := &fileNode{base: base{m: d.m}, bucket: d.bucket, key: key}
+	child := &fileNode{base: base{m: d.m}, bucket: d.bucket, key: key, inoKey: key}
 	// Attributes go in once the inode exists: setMeta may start goroutines
 	// (restore watcher, expiry timer) that use it.
 	ino := d.m.newInode(ctx, &d.Inode, child, fuse.S_IFREG, d.bucket, key)
@@ -408,10 +450,22 @@ func (d *dirNode) childInode(ctx context.Context, e entry, out *fuse.EntryOut) *
 		f = other
 	}
 	f.setMeta(e.obj, e.seen, false)
+	if wr := d.m.cfg.Writer; wr != nil {
+		// A file whose write-back upload is pending from an earlier run
+		// reads from the journal until it is stored.
+		if w := wr.Lookup(d.bucket, key); w != nil {
+			f.mu.Lock()
+			if f.w == nil {
+				w.Retain()
+				f.w = w
+			}
+			f.mu.Unlock()
+		}
+	}
 	f.fillAttr(&out.Attr)
 	return ino
 }
 
 func (d *dirNode) log() *logrus.Entry {
-	return d.m.log.WithFields(logrus.Fields{"bucket": d.bucket, "prefix": d.prefix})
+	return d.m.log.WithFields(logrus.Fields{"bucket": d.bucket, "prefix": d.pfx()})
 }

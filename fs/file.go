@@ -3,11 +3,13 @@ package fs
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/bucketfs/bucketfs/store"
+	"github.com/bucketfs/bucketfs/write"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/sirupsen/logrus"
@@ -19,10 +21,13 @@ type fileNode struct {
 
 	// Constant data
 	bucket string
-	key    string
 
 	// Mutable state
-	mu     sync.Mutex   // protects the following
+	mu sync.Mutex // protects the following
+	// inoKey is the key the inode table numbers this node by.
+	inoKey string // GUARDED_BY(mu)
+	// key changes when the file is renamed; read it with name().
+	key    string       // GUARDED_BY(mu)
 	meta   store.Object // GUARDED_BY(mu)
 	metaAt time.Time    // GUARDED_BY(mu); when meta was recorded
 	// keptETag is the version whose pages the kernel may hold from an
@@ -37,6 +42,28 @@ type fileNode struct {
 	// expiryTimer drops the kernel's cached mode when a restored copy
 	// expires.
 	expiryTimer *time.Timer // GUARDED_BY(mu)
+	// w holds the file's staged content while it is open for writing, a
+	// handle that saw it is open, or its write-back upload is pending;
+	// every read of the file goes through it then (write.go).
+	w *write.File // GUARDED_BY(mu)
+	// opens counts open handles, writers those open for writing.
+	opens, writers int // GUARDED_BY(mu)
+	// unlinked is set once the file was removed through the mount.
+	unlinked bool // GUARDED_BY(mu)
+}
+
+// name returns the file's key.
+func (f *fileNode) name() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.key
+}
+
+// writer returns the file's staged content, if it has one.
+func (f *fileNode) writer() *write.File {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.w
 }
 
 var (
@@ -92,25 +119,34 @@ func (f *fileNode) setMeta(o store.Object, now time.Time, fromHead bool) {
 // OnForget implements gofs.NodeOnForgetter: the kernel no longer holds the
 // file, so its inode number may be dropped.
 func (f *fileNode) OnForget() {
-	f.m.inodes.release(f.bucket, f.key, f.StableAttr().Ino)
+	f.mu.Lock()
+	k := f.inoKey
+	f.mu.Unlock()
+	f.m.inodes.release(f.bucket, k, f.StableAttr().Ino)
 	f.m.restores.unwatch(f)
 }
 
-// fillAttr fills out from the cached attributes.
+// fillAttr fills out from the cached attributes: mode, owner and mtime
+// from the object's metadata where it has them (metaattr.go), the size of
+// the staged content while there is one.
 func (f *fileNode) fillAttr(out *fuse.Attr) {
 	s, o := f.state()
+	a := f.m.attrsOf(o)
 	out.Ino = f.StableAttr().Ino
-	out.Mode = syscall.S_IFREG | uint32(f.m.cfg.FileMode.Perm())
+	out.Mode = syscall.S_IFREG | uint32(a.perm.Perm())
 	if !s.readable() {
 		// Archived and not restored: mode 0000 shows it at a glance.
 		out.Mode = syscall.S_IFREG
 	}
 	out.Nlink = 1
 	out.Size = uint64(o.Size)
+	if w := f.writer(); w != nil {
+		out.Size = uint64(w.Size())
+	}
 	out.Blocks = (out.Size + 511) / 512
 	out.Blksize = blockSizeHint
-	out.Uid, out.Gid = f.m.cfg.UID, f.m.cfg.GID
-	t := o.LastModified
+	out.Uid, out.Gid = a.uid, a.gid
+	t := a.mtime
 	out.SetTimes(&t, &t, &t)
 }
 
@@ -119,7 +155,9 @@ func (f *fileNode) fillAttr(out *fuse.Attr) {
 func (f *fileNode) fresh(ctx context.Context) (store.Object, error) {
 	now := f.m.now()
 	f.mu.Lock()
-	if now.Sub(f.metaAt) < f.m.cfg.MetadataTTL {
+	if f.w != nil || f.unlinked || now.Sub(f.metaAt) < f.m.cfg.MetadataTTL {
+		// A file with staged content is what the mount holds, not what
+		// the store has (yet).
 		defer f.mu.Unlock()
 		return f.meta, nil
 	}
@@ -129,7 +167,7 @@ func (f *fileNode) fresh(ctx context.Context) (store.Object, error) {
 
 // revalidate HEADs the object and records what it returned.
 func (f *fileNode) revalidate(ctx context.Context) (store.Object, error) {
-	o, err := f.m.cfg.Store.Head(ctx, f.bucket, f.key)
+	o, err := f.m.cfg.Store.Head(ctx, f.bucket, f.name())
 	if err != nil {
 		return store.Object{}, err
 	}
@@ -146,16 +184,23 @@ func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 	return 0
 }
 
-// Open implements gofs.NodeOpener. It pins the object's current ETag.
+// Open implements gofs.NodeOpener. A read-only open pins the object's
+// current ETag; an open for writing stages the file (write.go).
 func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
-		return nil, 0, syscall.EROFS
+		return f.openWrite(ctx, flags)
 	}
 	if _, err := f.fresh(ctx); err != nil {
 		return nil, 0, toErrno(f.log(), err)
 	}
-	if errno := checkAccess(ctx, f.m.cfg.FileMode, f.m.cfg.UID, f.m.cfg.GID, rOK); errno != 0 {
+	if errno := f.checkAccess(ctx, rOK); errno != 0 {
 		return nil, 0, errno
+	}
+	if f.writer() != nil {
+		// Being written: reads see the staged bytes, never a cached page.
+		h := &handle{node: f}
+		f.opened(false)
+		return h, 0, 0
 	}
 	s, o := f.state()
 	if !s.readable() {
@@ -166,7 +211,8 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 
 	var fuseFlags uint32
 	f.mu.Lock()
-	if f.keptETag == o.ETag {
+	f.opens++
+	if f.keptETag == o.ETag && o.ETag != "" {
 		fuseFlags |= fuse.FOPEN_KEEP_CACHE
 		// The kernel may serve this version's pages without asking: the
 		// handle must not move to another version later.
@@ -178,7 +224,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 }
 
 func (f *fileNode) log() *logrus.Entry {
-	return f.m.log.WithFields(logrus.Fields{"bucket": f.bucket, "key": f.key})
+	return f.m.log.WithFields(logrus.Fields{"bucket": f.bucket, "key": f.name()})
 }
 
 // handle is one open file: a pinned object version and its read path.
@@ -194,6 +240,8 @@ type handle struct {
 	// handle is shared) when the kernel keeps pages of this version; from
 	// then on the version may not change.
 	served bool // GUARDED_BY(mu)
+	// released is set by Release: a late pin must not make a reader.
+	released bool // GUARDED_BY(mu)
 }
 
 var (
@@ -212,7 +260,7 @@ func (h *handle) pin(o store.Object) {
 func (h *handle) repin(etag string, o store.Object) {
 	v := h.node.version(o)
 	h.mu.Lock()
-	if h.version.ETag != etag || h.served {
+	if h.version.ETag != etag || h.served || h.released {
 		h.mu.Unlock()
 		return
 	}
@@ -273,9 +321,33 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 
 // readAt reads from the pinned version, clamped to its size.
 func (h *handle) readAt(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, error) {
+	if w := h.node.writer(); w != nil {
+		// Staged content (being written, or a write-back upload pending)
+		// is what the file holds.
+		n, err := w.ReadAt(ctx, dest, off)
+		if err == io.EOF {
+			err = nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return fuse.ReadResultData(dest[:n]), nil
+	}
 	v, r, _ := h.current()
 	if r == nil {
-		return nil, syscall.EBADF
+		if h.version.ETag == "" && h.version.Key == "" {
+			// Opened while the file was being written and written since:
+			// read the version it was stored as.
+			o, err := h.node.fresh(ctx)
+			if err != nil {
+				return nil, err
+			}
+			h.pin(o)
+			v, r, _ = h.current()
+		}
+		if r == nil {
+			return nil, syscall.EBADF
+		}
 	}
 	if off >= v.Size {
 		return fuse.ReadResultData(nil), nil
@@ -325,9 +397,11 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.mu.Lock()
 	r := h.reader
 	h.reader = nil
+	h.released = true
 	h.mu.Unlock()
 	if r != nil {
 		r.Close()
 	}
+	h.node.closed(false)
 	return 0
 }

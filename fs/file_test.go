@@ -18,7 +18,7 @@ import (
 func testFile(t *testing.T, cfg Config, f *store.Fake, key string) *fileNode {
 	t.Helper()
 	root := testDir(t, cfg)
-	n := &fileNode{base: base{m: root.m}, bucket: cfg.Bucket, key: key}
+	n := &fileNode{base: base{m: root.m}, bucket: cfg.Bucket, key: key, inoKey: key}
 	o, err := f.Head(context.Background(), cfg.Bucket, key)
 	if err != nil {
 		t.Fatal(err)

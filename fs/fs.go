@@ -54,6 +54,7 @@ import (
 
 	"github.com/bucketfs/bucketfs/counters"
 	"github.com/bucketfs/bucketfs/store"
+	"github.com/bucketfs/bucketfs/write"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/sirupsen/logrus"
@@ -81,6 +82,9 @@ type Config struct {
 	// Now returns the current time; nil means time.Now. Tests pass a fake
 	// clock to check TTLs without sleeping.
 	Now func() time.Time
+	// Writer is the write path; nil makes the mount read-only (every
+	// change fails with EROFS, as with ReadOnly).
+	Writer *write.Manager
 
 	// Constant data
 	// Bucket is empty for all-buckets mode.
@@ -109,7 +113,20 @@ type Config struct {
 	RestoreCheckRate float64
 	// Ctx bounds background work (restore watchers); nil means none.
 	Ctx context.Context
+	// ReadOnly refuses every change with EROFS (--read-only); setting
+	// user.s3.restore and user.bucketfs.warm still works.
+	ReadOnly bool
+	// TigrisRename renames files with Tigris's metadata-only rename
+	// (X-Tigris-Rename) instead of copy and delete.
+	TigrisRename bool
+	// RenameDirLimit is the most keys a directory rename moves
+	// server-side; a larger directory fails with EXDEV, so mv copies it.
+	// Zero means DefaultRenameDirLimit.
+	RenameDirLimit int
 }
+
+// DefaultRenameDirLimit is the most keys a directory rename moves.
+const DefaultRenameDirLimit = 1000
 
 // Counters are the tree's own counters.
 type Counters struct {

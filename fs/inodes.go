@@ -124,3 +124,26 @@ func (t *inodeTable) len() int {
 	defer t.mu.Unlock()
 	return len(t.byKey)
 }
+
+// rename moves the number of a node renamed from oldKey to newKey: the
+// node keeps its number under its new name, and a new file at the old
+// name gets a new one. A node that stood for newKey (a replaced target)
+// keeps its number too, no longer in the table.
+func (t *inodeTable) rename(bucket, oldKey, newKey string, ino uint64) {
+	ok, nk := inodeKey{bucket, oldKey}, inodeKey{bucket, newKey}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, found := t.byKey[ok]
+	if !found || e.ino != ino {
+		return
+	}
+	delete(t.byKey, ok)
+	if old, taken := t.byKey[nk]; taken && old.idleAt != nil {
+		t.idle.Remove(old.idleAt)
+	}
+	t.byKey[nk] = e
+	if e.idleAt != nil {
+		t.idle.Remove(e.idleAt)
+		e.idleAt = t.idle.PushBack(nk)
+	}
+}

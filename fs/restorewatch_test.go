@@ -38,7 +38,7 @@ func TestRestoreWatcherAtScale(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nodes[i] = &fileNode{base: base{m: root.m}, bucket: "b", key: key}
+		nodes[i] = &fileNode{base: base{m: root.m}, bucket: "b", key: key, inoKey: key}
 		nodes[i].setMeta(*o, time.Now(), true)
 	}
 	if n := root.m.restores.count(); n != files {
@@ -94,7 +94,7 @@ func TestRestoreWatcherForgets(t *testing.T) {
 	}
 	o, _ := f.Head(ctx, "b", "k")
 	for range 3 {
-		n := &fileNode{base: base{m: root.m}, bucket: "b", key: "k"}
+		n := &fileNode{base: base{m: root.m}, bucket: "b", key: "k", inoKey: "k"}
 		n.setMeta(*o, time.Now(), true)
 		if c := root.m.restores.count(); c != 1 {
 			t.Fatalf("%d files watched, want 1", c)

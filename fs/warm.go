@@ -22,7 +22,7 @@ const (
 
 // version is the file's object version with attributes o.
 func (f *fileNode) version(o store.Object) ObjectVersion {
-	return ObjectVersion{Bucket: f.bucket, Key: f.key, ETag: o.ETag, Size: o.Size}
+	return ObjectVersion{Bucket: f.bucket, Key: f.name(), ETag: o.ETag, Size: o.Size}
 }
 
 // cachedXattr answers user.bucketfs.cached without asking the store: it
@@ -43,7 +43,7 @@ func (f *fileNode) warm(ctx context.Context) syscall.Errno {
 	if f.m.cfg.Disk == nil {
 		return syscall.ENOTSUP
 	}
-	if errno := checkAccess(ctx, f.m.cfg.FileMode, f.m.cfg.UID, f.m.cfg.GID, rOK); errno != 0 {
+	if errno := f.checkAccess(ctx, rOK); errno != 0 {
 		return errno
 	}
 	if _, err := f.fresh(ctx); err != nil {

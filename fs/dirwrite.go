@@ -1,0 +1,675 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bucketfs/bucketfs/store"
+	"github.com/bucketfs/bucketfs/write"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Changes to directories: create, mkdir, unlink, rmdir, rename. Each is
+// done in the store before it returns (a new file's object is made when
+// it is closed), and the directory's cached listing is updated in place so
+// the change shows at once without listing again.
+
+var (
+	_ = (gofs.NodeCreater)((*dirNode)(nil))
+	_ = (gofs.NodeMkdirer)((*dirNode)(nil))
+	_ = (gofs.NodeUnlinker)((*dirNode)(nil))
+	_ = (gofs.NodeRmdirer)((*dirNode)(nil))
+	_ = (gofs.NodeRenamer)((*dirNode)(nil))
+	_ = (gofs.NodeSymlinker)((*dirNode)(nil))
+	_ = (gofs.NodeLinker)((*dirNode)(nil))
+	_ = (gofs.NodeMknoder)((*dirNode)(nil))
+)
+
+// canChange checks that the caller may add or remove names in d.
+func (d *dirNode) canChange(ctx context.Context) syscall.Errno {
+	if !d.m.writable() {
+		return syscall.EROFS
+	}
+	return d.m.checkAccess(ctx, d.m.cfg.DirMode, d.m.cfg.UID, d.m.cfg.GID, wOK|xOK)
+}
+
+// newName checks a name about to be made in d and returns its key.
+func (d *dirNode) newName(name string, dir bool) (string, syscall.Errno) {
+	if len(name) > maxNameLen {
+		return "", syscall.ENAMETOOLONG
+	}
+	if !validName(name) {
+		return "", syscall.EINVAL
+	}
+	key := d.pfx() + name
+	if dir {
+		key += "/"
+	}
+	if len(key) > store.MaxKeyLen {
+		return "", syscall.ENAMETOOLONG
+	}
+	return key, 0
+}
+
+// Create implements gofs.NodeCreater: a new file, stored when closed.
+// With O_EXCL, the store is asked to create it only if absent.
+func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	if errno := d.canChange(ctx); errno != 0 {
+		return nil, nil, 0, errno
+	}
+	key, errno := d.newName(name, false)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	now := d.m.now()
+	meta := map[string]string{metaMtime: formatMtime(now)}
+	if perm := mode & 0o7777; perm != uint32(d.m.cfg.FileMode.Perm()) {
+		meta[metaMode] = fmt.Sprintf("%o", syscall.S_IFREG|perm)
+	}
+	if c, ok := fuse.FromContext(ctx); ok && c.Uid != d.m.cfg.UID {
+		meta[metaUID] = fmt.Sprint(c.Uid)
+		meta[metaGID] = fmt.Sprint(c.Gid)
+	}
+	w, err := d.m.cfg.Writer.Open(d.bucket, key, write.OpenOptions{Exclusive: flags&syscall.O_EXCL != 0, Metadata: meta})
+	if err != nil {
+		return nil, nil, 0, toErrno(d.log(), err)
+	}
+	o := store.Object{Key: key, LastModified: now, Metadata: maps.Clone(meta)}
+	child := &fileNode{base: base{m: d.m}, bucket: d.bucket, key: key, inoKey: key}
+	ino := d.m.newInode(ctx, &d.Inode, child, fuse.S_IFREG, d.bucket, key)
+	f, ok := ino.Operations().(*fileNode)
+	if !ok {
+		w.Release()
+		return nil, nil, 0, syscall.EIO
+	}
+	f.mu.Lock()
+	old := f.w
+	w.Retain() // the node's reference
+	f.w, f.key, f.unlinked = w, key, false
+	f.meta, f.metaAt, f.headAt, f.keptETag = o, now, now, ""
+	f.opens++
+	f.writers++
+	f.mu.Unlock()
+	if old != nil {
+		old.Remove()
+		old.Release()
+	}
+	d.noteFile(name, o)
+	f.fillAttr(&out.Attr)
+	h := &writeHandle{node: f, w: w, append: flags&syscall.O_APPEND != 0, read: flags&syscall.O_ACCMODE == syscall.O_RDWR}
+	return ino, h, 0, 0
+}
+
+// Mkdir implements gofs.NodeMkdirer: a "dir/" marker object, so an empty
+// directory persists.
+func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if errno := d.canChange(ctx); errno != 0 {
+		return nil, errno
+	}
+	key, errno := d.newName(name, true)
+	if errno != 0 {
+		return nil, errno
+	}
+	meta := map[string]string{metaMtime: formatMtime(d.m.now())}
+	if _, err := d.m.cfg.Writer.PutEmpty(ctx, d.bucket, key, meta, false); err != nil {
+		return nil, d.changeErrno(err, "mkdir", name)
+	}
+	e := entry{name: name, dir: true, seen: d.m.now()}
+	d.noteEntry(e)
+	return d.childInode(ctx, e, out), 0
+}
+
+// Unlink implements gofs.NodeUnlinker. A file still open keeps what was
+// read of it; writes to it go nowhere.
+func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
+	if errno := d.canChange(ctx); errno != 0 {
+		return errno
+	}
+	e, found, err := d.lookupEntry(ctx, name)
+	if err != nil {
+		return toErrno(d.log(), err)
+	}
+	if !found {
+		return syscall.ENOENT
+	}
+	if e.dir {
+		return syscall.EISDIR
+	}
+	key := d.pfx() + name
+	if f := d.fileChild(name, key); f != nil {
+		if errno := f.unlink(ctx); errno != 0 {
+			return errno
+		}
+	} else if w := d.m.cfg.Writer.Lookup(d.bucket, key); w != nil {
+		w.Remove()
+		w.Wait(context.WithoutCancel(ctx))
+	}
+	if err := d.m.cfg.Writer.Delete(ctx, d.bucket, key); err != nil {
+		return d.changeErrno(err, "unlink", name)
+	}
+	d.noteGone(name)
+	return 0
+}
+
+// fileChild returns the live node of name in d if it stands for key.
+func (d *dirNode) fileChild(name, key string) *fileNode {
+	ch := d.GetChild(name)
+	if ch == nil {
+		return nil
+	}
+	f, ok := ch.Operations().(*fileNode)
+	if !ok || f.name() != key {
+		return nil
+	}
+	return f
+}
+
+// unlink drops f's staged content: nothing more of it is stored, and a
+// pending write-back upload is called off (and waited for, so it cannot
+// land after the delete that follows).
+func (f *fileNode) unlink(ctx context.Context) syscall.Errno {
+	f.mu.Lock()
+	w := f.w
+	f.unlinked = true
+	f.mu.Unlock()
+	if w != nil {
+		w.Remove()
+		if err := w.Wait(context.WithoutCancel(ctx)); err != nil {
+			return toErrno(f.log(), err)
+		}
+	}
+	return 0
+}
+
+// Rmdir implements gofs.NodeRmdirer: ENOTEMPTY unless nothing is under
+// the directory, in the store or waiting to be stored.
+func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if errno := d.canChange(ctx); errno != 0 {
+		return errno
+	}
+	prefix := d.pfx() + name + "/"
+	page, err := d.m.cfg.Store.List(ctx, store.ListInput{Bucket: d.bucket, Prefix: prefix, Delimiter: "/", MaxKeys: 2})
+	if err != nil {
+		return toErrno(d.log(), err)
+	}
+	if len(page.Prefixes) > 0 || len(page.Skipped) > 0 || slices.ContainsFunc(page.Objects, func(o store.Object) bool { return o.Key != prefix }) {
+		return syscall.ENOTEMPTY
+	}
+	if len(d.m.cfg.Writer.PendingIn(d.bucket, prefix)) > 0 {
+		return syscall.ENOTEMPTY
+	}
+	if ch := d.GetChild(name); ch != nil {
+		if sub, ok := ch.Operations().(*dirNode); ok && sub.hasStaged() {
+			return syscall.ENOTEMPTY
+		}
+	}
+	if err := d.m.cfg.Writer.Delete(ctx, d.bucket, prefix); err != nil {
+		return d.changeErrno(err, "rmdir", name)
+	}
+	d.noteGone(name)
+	return 0
+}
+
+// hasStaged reports whether a file of d is being written or waits for
+// its upload (it is then not in the store yet).
+func (d *dirNode) hasStaged() bool {
+	for _, ch := range d.Children() {
+		if f, ok := ch.Operations().(*fileNode); ok {
+			f.mu.Lock()
+			staged := f.w != nil && !f.unlinked
+			f.mu.Unlock()
+			if staged {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Symlink implements gofs.NodeSymlinker. S3 has no links, and the
+// conventions other tools use to fake them (rclone's .rclonelink files,
+// geesefs's metadata) are not understood by each other; bucketfs refuses
+// rather than store something only it would read.
+func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if !d.m.writable() {
+		return nil, syscall.EROFS
+	}
+	d.m.logOnce("symbolic links are not supported (EPERM): object stores have none", d.bucket, d.pfx()+name)
+	return nil, syscall.EPERM
+}
+
+// Link implements gofs.NodeLinker: hard links are not supported.
+func (d *dirNode) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if !d.m.writable() {
+		return nil, syscall.EROFS
+	}
+	d.m.logOnce("hard links are not supported (EPERM): object stores have none", d.bucket, d.pfx()+name)
+	return nil, syscall.EPERM
+}
+
+// Mknod implements gofs.NodeMknoder: only regular files and directories
+// exist here.
+func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if !d.m.writable() {
+		return nil, syscall.EROFS
+	}
+	return nil, syscall.EPERM
+}
+
+// changeErrno maps a failed change to an errno, logging it.
+func (d *dirNode) changeErrno(err error, op, name string) syscall.Errno {
+	log := d.log().WithField("op", op).WithField("name", name)
+	switch {
+	case errors.Is(err, syscall.ENAMETOOLONG):
+		return syscall.ENAMETOOLONG
+	case errors.Is(err, store.ErrAccessDenied):
+		log.WithError(err).Error("the store refused the change (403): are the credentials read-only? (EACCES)")
+		return syscall.EACCES
+	case errors.Is(err, store.ErrNotFound):
+		return syscall.ENOENT
+	}
+	return toErrno(log, err)
+}
+
+// Rename implements gofs.NodeRenamer. A file is copied server-side, then
+// the old name deleted (on Tigris with --tigris-rename, renamed in one
+// metadata-only request); a directory moves each of its keys so, up to
+// --rename-dir-limit keys, and fails with EXDEV beyond (mv then copies).
+// Neither is atomic: a failure half-way leaves both names, and is an error.
+func (d *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if errno := d.canChange(ctx); errno != 0 {
+		return errno
+	}
+	nd, ok := newParent.(*dirNode)
+	if !ok || nd.bucket != d.bucket {
+		return syscall.EXDEV
+	}
+	if errno := nd.canChange(ctx); errno != 0 {
+		return errno
+	}
+	if flags&gofs.RENAME_EXCHANGE != 0 {
+		return syscall.EINVAL
+	}
+	e, found, err := d.lookupEntry(ctx, name)
+	if err != nil {
+		return toErrno(d.log(), err)
+	}
+	if !found {
+		return syscall.ENOENT
+	}
+	de, dfound, err := nd.lookupEntry(ctx, newName)
+	if err != nil {
+		return toErrno(nd.log(), err)
+	}
+	const renameNoReplace = 1
+	if dfound && flags&renameNoReplace != 0 {
+		return syscall.EEXIST
+	}
+	if d == nd && name == newName {
+		return 0
+	}
+	if e.dir {
+		if dfound && !de.dir {
+			return syscall.ENOTDIR
+		}
+		return d.renameDir(ctx, name, nd, newName, dfound)
+	}
+	if dfound && de.dir {
+		return syscall.EISDIR
+	}
+	return d.renameFile(ctx, name, e, nd, newName)
+}
+
+// renameFile renames one file.
+func (d *dirNode) renameFile(ctx context.Context, name string, e entry, nd *dirNode, newName string) syscall.Errno {
+	oldKey := d.pfx() + name
+	newKey, errno := nd.newName(newName, false)
+	if errno != 0 {
+		return errno
+	}
+	f := d.fileChild(name, oldKey)
+	src := e.obj
+	if f != nil {
+		if w := f.writer(); w != nil {
+			handled, err := w.RenamePending(d.bucket, newKey)
+			if handled {
+				if err != nil {
+					return f.writeErrno(err, "rename")
+				}
+				d.movedFile(f, name, nd, newName, store.Object{})
+				return 0
+			}
+			if w.Changed() {
+				if errno := f.commit(ctx, w, "rename"); errno != 0 {
+					return errno
+				}
+			}
+		}
+		o, err := f.fresh(ctx)
+		if err != nil {
+			return toErrno(f.log(), err)
+		}
+		src = o
+		f.mu.Lock()
+		if f.headAt.IsZero() {
+			src.Metadata = nil
+		}
+		f.mu.Unlock()
+	}
+	if src.ETag == "" {
+		if _, err := d.m.cfg.Store.Head(ctx, d.bucket, oldKey); err != nil {
+			return toErrno(d.log(), err)
+		}
+	}
+	if src.Metadata == nil {
+		// Listings carry no metadata; the new name is shown with it.
+		h, err := d.m.cfg.Store.Head(ctx, d.bucket, oldKey)
+		if err != nil {
+			return toErrno(d.log(), err)
+		}
+		src = *h
+	}
+	o, err := d.m.cfg.Writer.Copy(ctx, write.CopySpec{SrcBucket: d.bucket, Src: src, Bucket: d.bucket, Key: newKey, Rename: d.m.cfg.TigrisRename})
+	if err != nil {
+		return d.changeErrno(err, "rename", name)
+	}
+	if err := d.m.cfg.Writer.Delete(ctx, d.bucket, oldKey); err != nil {
+		d.log().WithField("name", name).WithError(err).Error("rename: copied, but the old name could not be deleted; both names now exist")
+		return d.changeErrno(err, "rename", name)
+	}
+	o.Metadata = src.Metadata
+	if f != nil {
+		if w := f.writer(); w != nil {
+			w.Rebase(d.bucket, newKey, o)
+		}
+	}
+	d.movedFile(f, name, nd, newName, o)
+	return 0
+}
+
+// movedFile updates the tree after a file moved from d/name to
+// nd/newName, as o (ETag empty: not stored yet).
+func (d *dirNode) movedFile(f *fileNode, name string, nd *dirNode, newName string, o store.Object) {
+	newKey := nd.pfx() + newName
+	if old := nd.fileChild(newName, newKey); old != nil && old != f {
+		// The replaced file: nothing of it may be stored any more.
+		old.unlink(context.Background())
+	}
+	if f != nil {
+		f.mu.Lock()
+		oldIno := f.inoKey
+		f.key, f.inoKey = newKey, newKey
+		f.mu.Unlock()
+		f.m.inodes.rename(d.bucket, oldIno, newKey, f.StableAttr().Ino)
+		if o.ETag != "" {
+			f.setMeta(o, f.m.now(), true)
+		}
+		f.mu.Lock()
+		o = f.meta
+		if f.w != nil {
+			o.Size = f.w.Size()
+		}
+		f.mu.Unlock()
+	}
+	d.noteGone(name)
+	nd.noteFile(newName, o)
+}
+
+// renameDir moves every key under d/name/ to nd/newName/.
+func (d *dirNode) renameDir(ctx context.Context, name string, nd *dirNode, newName string, replace bool) syscall.Errno {
+	oldPrefix := d.pfx() + name + "/"
+	newPrefix, errno := nd.newName(newName, true)
+	if errno != 0 {
+		return errno
+	}
+	if strings.HasPrefix(newPrefix, oldPrefix) {
+		return syscall.EINVAL // into itself
+	}
+	if replace {
+		// POSIX replaces an empty directory only.
+		if errno := nd.Rmdir(ctx, newName); errno != 0 {
+			return errno
+		}
+	}
+	if ch := d.GetChild(name); ch != nil {
+		if sub, ok := ch.Operations().(*dirNode); ok && sub.hasStagedDeep() {
+			return syscall.EBUSY
+		}
+	}
+	if len(d.m.cfg.Writer.PendingUnder(d.bucket, oldPrefix)) > 0 {
+		return syscall.EBUSY
+	}
+	limit := d.m.cfg.RenameDirLimit
+	if limit <= 0 {
+		limit = DefaultRenameDirLimit
+	}
+	var keys []store.Object
+	token := ""
+	for {
+		page, err := d.m.cfg.Store.List(ctx, store.ListInput{Bucket: d.bucket, Prefix: oldPrefix, Token: token})
+		if err != nil {
+			return toErrno(d.log(), err)
+		}
+		keys = append(keys, page.Objects...)
+		if len(keys) > limit {
+			d.log().WithField("name", name).Infof("directory has more than %d keys (--rename-dir-limit): EXDEV, so mv copies it", limit)
+			return syscall.EXDEV
+		}
+		if page.NextToken == "" {
+			break
+		}
+		token = page.NextToken
+	}
+	// Copy every key, then delete the old ones: a failure half-way
+	// leaves the old tree whole.
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	lim := make(chan struct{}, 8)
+	for _, o := range keys {
+		lim <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-lim }()
+			spec := write.CopySpec{SrcBucket: d.bucket, Src: o, Bucket: d.bucket, Key: newPrefix + strings.TrimPrefix(o.Key, oldPrefix)}
+			if _, err := d.m.cfg.Writer.Copy(ctx, spec); err != nil {
+				mu.Lock()
+				first = cmpOr(first, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return d.changeErrno(first, "rename", name)
+	}
+	if len(keys) == 0 {
+		// A directory only implied by an upload in progress elsewhere, or
+		// gone meanwhile: keep the new name as an empty directory.
+		if _, err := d.m.cfg.Writer.PutEmpty(ctx, d.bucket, newPrefix, nil, false); err != nil {
+			return d.changeErrno(err, "rename", name)
+		}
+	}
+	for _, o := range keys {
+		lim <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-lim }()
+			if err := d.m.cfg.Writer.Delete(ctx, d.bucket, o.Key); err != nil {
+				mu.Lock()
+				first = cmpOr(first, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		d.log().WithField("name", name).WithError(first).Error("rename: copied, but some old keys could not be deleted; both names now hold them")
+		return d.changeErrno(first, "rename", name)
+	}
+	if ch := d.GetChild(name); ch != nil {
+		if sub, ok := ch.Operations().(*dirNode); ok && sub.pfx() == oldPrefix {
+			// The kernel keeps the moved directory's nodes: they stand for
+			// the new keys from now on.
+			sub.retarget(newPrefix)
+		}
+	}
+	d.noteGone(name)
+	nd.noteEntry(entry{name: newName, dir: true, seen: d.m.now()})
+	return 0
+}
+
+// retarget makes d and every node under it that the kernel holds stand
+// for the keys under prefix, after a directory rename moved them there.
+func (d *dirNode) retarget(prefix string) {
+	d.mu.Lock()
+	old := d.prefix
+	d.prefix = prefix
+	d.entries, d.names, d.lookups, d.listBytes = nil, nil, nil, 0
+	d.mu.Unlock()
+	d.m.inodes.rename(d.bucket, old, prefix, d.StableAttr().Ino)
+	for name, ch := range d.Children() {
+		switch n := ch.Operations().(type) {
+		case *dirNode:
+			n.retarget(prefix + name + "/")
+		case *fileNode:
+			n.retarget(prefix + name)
+		}
+	}
+}
+
+// retarget makes f stand for key after a directory rename moved it;
+// what it knows of its object is refreshed when next asked.
+func (f *fileNode) retarget(key string) {
+	f.mu.Lock()
+	old := f.inoKey
+	f.key, f.inoKey = key, key
+	f.meta.Key = key
+	f.metaAt, f.headAt = time.Time{}, time.Time{}
+	f.mu.Unlock()
+	f.m.inodes.rename(f.bucket, old, key, f.StableAttr().Ino)
+}
+
+// hasStagedDeep is hasStaged for d's whole subtree as the kernel holds it.
+func (d *dirNode) hasStagedDeep() bool {
+	if d.hasStaged() {
+		return true
+	}
+	for _, ch := range d.Children() {
+		if sub, ok := ch.Operations().(*dirNode); ok && sub.hasStagedDeep() {
+			return true
+		}
+	}
+	return false
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// noteFile records in d's cache that name is the file o.
+func (d *dirNode) noteFile(name string, o store.Object) {
+	d.noteEntry(entry{name: name, obj: o, seen: d.m.now()})
+}
+
+// maxPatchedListing is the largest listing patched in place after a
+// change; a larger one is dropped and listed again when next read, since
+// patching copies it (readers may hold the old one).
+const maxPatchedListing = 4096
+
+// noteEntry records e in d's cached listing and single-name answers.
+func (d *dirNode) noteEntry(e entry) {
+	now := d.m.now()
+	if e.seen.IsZero() {
+		e.seen = now
+	}
+	d.mu.Lock()
+	if d.entries != nil {
+		if len(d.entries) > maxPatchedListing {
+			d.entries, d.names, d.listBytes = nil, nil, 0
+		} else {
+			entries := maps.Clone(d.entries)
+			_, had := entries[e.name]
+			entries[e.name] = e
+			names := d.names
+			if !had {
+				i := sort.SearchStrings(names, e.name)
+				names = slices.Insert(slices.Clone(names), i, e.name)
+			}
+			d.entries, d.names = entries, names
+		}
+	}
+	if d.lookups == nil {
+		d.lookups = map[string]lookupResult{}
+	}
+	d.lookups[e.name] = lookupResult{e: e, found: true, at: now}
+	d.mu.Unlock()
+}
+
+// noteGone records in d's cache that name no longer exists.
+func (d *dirNode) noteGone(name string) {
+	now := d.m.now()
+	d.mu.Lock()
+	if d.entries != nil {
+		if len(d.entries) > maxPatchedListing {
+			d.entries, d.names, d.listBytes = nil, nil, 0
+		} else if _, had := d.entries[name]; had {
+			entries := maps.Clone(d.entries)
+			delete(entries, name)
+			i := sort.SearchStrings(d.names, name)
+			d.entries, d.names = entries, slices.Delete(slices.Clone(d.names), i, i+1)
+		}
+	}
+	if d.lookups == nil {
+		d.lookups = map[string]lookupResult{}
+	}
+	d.lookups[name] = lookupResult{e: entry{name: name}, found: false, at: now}
+	d.mu.Unlock()
+}
+
+// mergeStaged adds to a listing fresh from the store the files of d that
+// the mount holds and the store does not have yet: being written, or
+// waiting for a write-back upload.
+func (d *dirNode) mergeStaged(entries map[string]entry) {
+	for name, ch := range d.Children() {
+		f, ok := ch.Operations().(*fileNode)
+		if !ok {
+			continue
+		}
+		f.mu.Lock()
+		w, key, gone, o := f.w, f.key, f.unlinked, f.meta
+		f.mu.Unlock()
+		if w == nil || gone || key != d.pfx()+name {
+			continue
+		}
+		if _, listed := entries[name]; !listed || w.Changed() {
+			o.Size = w.Size()
+			entries[name] = entry{name: name, obj: o}
+		}
+	}
+	if d.m.cfg.Writer == nil {
+		return
+	}
+	for name, w := range d.m.cfg.Writer.PendingIn(d.bucket, d.pfx()) {
+		if _, listed := entries[name]; !listed {
+			_, size := w.Pending()
+			entries[name] = entry{name: name, obj: store.Object{Key: d.pfx() + name, Size: size, LastModified: d.m.now(), Metadata: w.Metadata()}}
+		}
+	}
+}

@@ -1,0 +1,259 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bucketfs/bucketfs/store"
+	"github.com/bucketfs/bucketfs/write"
+)
+
+// writeMount mounts bucket "b" of f read-write, as the daemon does.
+func writeMount(t *testing.T, f *store.Fake, tweak func(*Config)) string {
+	t.Helper()
+	w, err := write.New(write.Options{Store: f, Dir: t.TempDir(), PartSize: 5 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(context.Background()) })
+	cfg := Config{Store: f, Bucket: "b", Writer: w, MetadataTTL: time.Minute, NegativeTTL: time.Second}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	return realMount(t, cfg)
+}
+
+// stored returns the bytes of key in the fake, failing the test if absent.
+func stored(t *testing.T, f *store.Fake, key string) []byte {
+	t.Helper()
+	out, err := f.Get(context.Background(), store.GetInput{Bucket: "b", Key: key, Length: -1})
+	if err != nil {
+		t.Fatalf("object %s: %v", key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestMountWriteBasics: a new file is stored when closed, appends and
+// truncates land, and the tree shows each change at once.
+func TestMountWriteBasics(t *testing.T) {
+	f := store.NewFake()
+	f.CreateBucket("b")
+	dir := writeMount(t, f, nil)
+	p := filepath.Join(dir, "a.txt")
+	if err := os.WriteFile(p, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, f, "a.txt"); string(got) != "hello" {
+		t.Fatalf("stored %q", got)
+	}
+	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh.Write([]byte(" world")); err != nil {
+		t.Fatal(err)
+	}
+	// Read your writes while the file is open.
+	if got, err := os.ReadFile(p); err != nil || string(got) != "hello world" {
+		t.Fatalf("read while open: %q, %v", got, err)
+	}
+	if st, err := os.Stat(p); err != nil || st.Size() != 11 {
+		t.Fatalf("stat while open: %v, %v", st, err)
+	}
+	if err := fh.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, f, "a.txt"); string(got) != "hello world" {
+		t.Fatalf("stored %q after append", got)
+	}
+	if err := os.Truncate(p, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, f, "a.txt"); string(got) != "hel" {
+		t.Fatalf("stored %q after truncate", got)
+	}
+	if err := os.Truncate(p, 6); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, f, "a.txt"); !bytes.Equal(got, []byte("hel\x00\x00\x00")) {
+		t.Fatalf("stored %q after growing", got)
+	}
+	names, err := os.ReadDir(dir)
+	if err != nil || len(names) != 1 || names[0].Name() != "a.txt" {
+		t.Fatalf("listing %v, %v", names, err)
+	}
+	// Rename over nothing, then unlink.
+	if err := os.Rename(p, filepath.Join(dir, "b.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, f, "b.txt"); !bytes.Equal(got, []byte("hel\x00\x00\x00")) {
+		t.Fatalf("renamed: %q", got)
+	}
+	if _, err := f.Head(context.Background(), "b", "a.txt"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("old name after rename: %v", err)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stat old name: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "b.txt")); err != nil || len(got) != 6 {
+		t.Fatalf("read renamed: %q %v", got, err)
+	}
+	if err := os.Remove(filepath.Join(dir, "b.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Head(context.Background(), "b", "b.txt"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after unlink: %v", err)
+	}
+}
+
+// TestMountWriteDirs: mkdir makes a marker, rmdir refuses a non-empty
+// directory, symlinks are refused.
+func TestMountWriteDirs(t *testing.T) {
+	f := store.NewFake()
+	f.CreateBucket("b")
+	dir := writeMount(t, f, nil)
+	d := filepath.Join(dir, "d")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Head(context.Background(), "b", "d/"); err != nil {
+		t.Fatalf("marker: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(d); !errors.Is(err, syscall.ENOTEMPTY) {
+		t.Fatalf("rmdir non-empty: %v", err)
+	}
+	if err := os.Rename(d, filepath.Join(dir, "e")); err != nil {
+		t.Fatalf("rename dir: %v", err)
+	}
+	if got := stored(t, f, "e/x"); string(got) != "x" {
+		t.Fatalf("moved file: %q", got)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "e", "x")); err != nil || string(got) != "x" {
+		t.Fatalf("read moved file: %q %v", got, err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "e")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("x", filepath.Join(dir, "l")); !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("symlink: %v", err)
+	}
+	page, err := f.List(context.Background(), store.ListInput{Bucket: "b"})
+	if err != nil || len(page.Objects) != 0 {
+		t.Fatalf("left in the bucket: %+v %v", page, err)
+	}
+}
+
+// TestMountWriteFailure: close() fails with EIO when the upload fails,
+// and nothing is left in the bucket.
+func TestMountWriteFailure(t *testing.T) {
+	f := store.NewFake()
+	f.CreateBucket("b")
+	dir := writeMount(t, f, nil)
+	f.SetFailure(func(op, bucket, key string) error {
+		if op == "PutObject" || op == "UploadPart" || op == "CompleteMultipartUpload" {
+			return &store.Error{Op: op, Bucket: bucket, Key: key, Status: 503, Kind: store.ErrThrottled}
+		}
+		return nil
+	})
+	fh, err := os.Create(filepath.Join(dir, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh.Write(make([]byte, 12<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Close(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("close: %v, want EIO", err)
+	}
+	if n := f.Uploads("b"); n != 0 {
+		t.Fatalf("%d multipart uploads left", n)
+	}
+	if _, err := f.Head(context.Background(), "b", "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("object after failed close: %v", err)
+	}
+}
+
+// TestMountWriteExclusive: O_EXCL of a name another machine created
+// meanwhile fails at close with EEXIST.
+func TestMountWriteExclusive(t *testing.T) {
+	f := store.NewFake()
+	f.CreateBucket("b")
+	dir := writeMount(t, f, nil)
+	fh, err := os.OpenFile(filepath.Join(dir, "x"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Seed("b", "x", []byte("theirs"))
+	fh.Write([]byte("mine"))
+	if err := fh.Close(); !errors.Is(err, syscall.EEXIST) {
+		t.Fatalf("close: %v, want EEXIST", err)
+	}
+	if got := stored(t, f, "x"); string(got) != "theirs" {
+		t.Fatalf("stored %q", got)
+	}
+}
+
+// TestMountReadOnlyFlag: with ReadOnly every change is EROFS.
+func TestMountReadOnlyFlag(t *testing.T) {
+	f := store.NewFake()
+	f.Seed("b", "x", []byte("x"))
+	dir := writeMount(t, f, func(c *Config) { c.ReadOnly = true })
+	if err := os.WriteFile(filepath.Join(dir, "y"), nil, 0o644); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("create: %v", err)
+	}
+	if _, err := os.OpenFile(filepath.Join(dir, "x"), os.O_WRONLY, 0); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("open for write: %v", err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("mkdir: %v", err)
+	}
+}
+
+// TestMountWriteMetadata: utimes and chmod are stored in the object's
+// metadata (rclone's names) by a server-side copy, not an upload.
+func TestMountWriteMetadata(t *testing.T) {
+	f := store.NewFake()
+	f.CreateBucket("b")
+	dir := writeMount(t, f, nil)
+	p := filepath.Join(dir, "x")
+	if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	puts := f.Calls("PutObject")
+	old := time.Date(2001, 2, 3, 4, 5, 6, 7, time.UTC)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f.Calls("PutObject") != puts {
+		t.Fatalf("metadata change uploaded the file")
+	}
+	h, err := f.Head(context.Background(), "b", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Metadata["mtime"] != "981173106.000000007" || h.Metadata["mode"] != "100600" {
+		t.Fatalf("metadata %v", h.Metadata)
+	}
+	st, err := os.Stat(p)
+	if err != nil || !st.ModTime().Equal(old) || st.Mode().Perm() != 0o600 {
+		t.Fatalf("stat %v %v", st, err)
+	}
+}
