@@ -202,10 +202,11 @@ func TestZeroByteObject(t *testing.T) {
 	}
 }
 
-// TestReadOnly checks that every kind of change fails with EROFS.
+// TestReadOnly: on a --read-only mount every kind of change fails with
+// EROFS.
 func TestReadOnly(t *testing.T) {
 	b := newBucket(t, map[string][]byte{"f.txt": []byte("x"), "d/g.txt": []byte("y")})
-	m := mount(t, b)
+	m := mount(t, "--read-only", b)
 	p := func(s string) string { return filepath.Join(m.Dir, s) }
 	checks := map[string]error{
 		"create": os.WriteFile(p("new.txt"), []byte("n"), 0o644),
