@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,13 @@ func FuzzMountCommandLine(f *testing.F) {
 		"--max-retries\x00-3\x00b\x00/m",
 		"--request-timeout\x001ns\x00b\x00/m",
 		"--unknown\x00b\x00/m",
+		"--write-back\x00b\x00/m",
+		"--cache-dir\x00/c\x00--write-back\x00--read-only\x00b\x00/m",
+		"--storage-class\x00glacier_ir\x00--write-part-size\x0064MiB\x00b\x00/m",
+		"--storage-class\x00COLD\x00b\x00/m",
+		"--write-part-size\x005000000\x00b\x00/m",
+		"--max-uploads\x000\x00--unmount-wait\x00-1s\x00b\x00/m",
+		"--tigris-rename\x00On\x00--rename-dir-limit\x00-5\x00b\x00/m",
 	} {
 		f.Add(s)
 	}
@@ -76,6 +84,12 @@ func FuzzMountCommandLine(f *testing.F) {
 		}
 		if o.Mountpoint == "" || o.BlockSize < 64<<10 || o.CacheMemory < 8*o.BlockSize || o.MaxRetries < 0 {
 			t.Errorf("accepted options %+v", o)
+		}
+		if o.WritePartSize < 5<<20 || o.WritePartSize > 64<<20 || o.MaxUploads < 1 || o.UnmountWait < 0 || o.RenameDirLimit < 1 ||
+			(o.WriteBack && (o.CacheDir == "" || o.ReadOnly)) ||
+			(o.StorageClass != "" && !slices.Contains(storageClasses, o.StorageClass)) ||
+			!slices.Contains([]string{"auto", "on", "off"}, o.TigrisRename) {
+			t.Errorf("accepted write options %+v", o)
 		}
 	})
 }

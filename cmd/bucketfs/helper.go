@@ -25,21 +25,29 @@ import (
 
 // isHelperCall reports whether args (without the program name) are mount
 // helper arguments rather than a bucketfs command line.
+// Every command of the tree is one (cobra adds help and completion only
+// when it runs), so a new command cannot be taken for a bucket.
 func isHelperCall(args []string) bool {
 	if len(args) < 2 || strings.HasPrefix(args[0], "-") {
 		return false
 	}
 	switch args[0] {
-	case "mount", "restore", "warm", "version", "help", "completion", "__complete":
+	case "help", "completion", "__complete", "__completeNoDesc":
 		return false
+	}
+	for _, c := range newRootCmd(runMount).Commands() {
+		if c.Name() == args[0] || c.HasAlias(args[0]) {
+			return false
+		}
 	}
 	return true
 }
 
 // mountOnlyOptions are options meant for mount(8) or the kernel that mean
-// nothing to bucketfs (a bucketfs mount is read-only, nodev and nosuid).
+// nothing to bucketfs (a bucketfs mount is nodev and nosuid; rw is its
+// default, and ro is --read-only, translated in helperArgs).
 var mountOnlyOptions = map[string]bool{
-	"rw": true, "ro": true, "defaults": true, "auto": true, "noauto": true,
+	"rw": true, "defaults": true, "auto": true, "noauto": true,
 	"user": true, "nouser": true, "users": true, "owner": true, "group": true,
 	"_netdev": true, "nofail": true, "dev": true, "nodev": true, "suid": true,
 	"nosuid": true, "exec": true, "noexec": true, "atime": true, "noatime": true,
@@ -81,6 +89,8 @@ func helperArgs(args []string) (mountArgs, env []string, foreground bool, err er
 		case name == "" || mountOnlyOptions[name] || strings.HasPrefix(name, "x-"):
 		case name == "foreground":
 			foreground = true
+		case name == "ro":
+			mountArgs = append(mountArgs, "--read-only")
 		case name == "credentials_file" && hasVal:
 			env = append(env, "AWS_SHARED_CREDENTIALS_FILE="+val)
 		case name == "config_file" && hasVal:

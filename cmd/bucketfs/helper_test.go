@@ -10,6 +10,8 @@ import (
 	"time"
 )
 
+// TestIsHelperCall: SOURCE MOUNTPOINT [-o OPTIONS] is a mount helper call;
+// every bucketfs command (sync and tier among them) is not.
 func TestIsHelperCall(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -19,6 +21,11 @@ func TestIsHelperCall(t *testing.T) {
 		{[]string{"my-bucket/2024", "/mnt/2024"}, true},
 		{[]string{"mount", "b", "/m"}, false},
 		{[]string{"warm", "/m/x", "/m/y"}, false},
+		{[]string{"restore", "/m/x", "/m/y"}, false},
+		{[]string{"sync", "/m"}, false},
+		{[]string{"sync", "--timeout", "1m", "/m"}, false},
+		{[]string{"tier", "--class", "GLACIER", "/m/x"}, false},
+		{[]string{"completion", "bash"}, false},
 		{[]string{"--help", "x"}, false},
 		{[]string{"version"}, false},
 		{[]string{"b"}, false},
@@ -52,6 +59,18 @@ func TestHelperArgs(t *testing.T) {
 	}
 	if _, _, fg, _ := helperArgs([]string{"b", "/m", "-f"}); !fg {
 		t.Error("-f is not foreground")
+	}
+	// ro is --read-only; rw, the default, is dropped.
+	args, _, _, _ = helperArgs([]string{"b", "/m", "-o", "ro,cache_dir=/c"})
+	if !slices.Equal(args, []string{"--read-only", "--cache-dir=/c", "b", "/m"}) {
+		t.Errorf("ro: mount args %q", args)
+	}
+	if o, err := parse(t, append([]string{"mount"}, args...)...); err != nil || !o.ReadOnly {
+		t.Errorf("ro: parse %v %+v", err, o)
+	}
+	args, _, _, _ = helperArgs([]string{"b", "/m", "-o", "cache_dir=/c,write_back,storage_class=standard_ia"})
+	if o, err := parse(t, append([]string{"mount"}, args...)...); err != nil || !o.WriteBack || o.StorageClass != "STANDARD_IA" {
+		t.Errorf("write options: %q: parse %v %+v", args, err, o)
 	}
 	for _, bad := range [][]string{{"b", "/m", "-o"}, {"b"}, {"b", "/m", "/x"}, {"b", "/m", "--weird"}} {
 		if _, _, _, err := helperArgs(bad); err == nil {

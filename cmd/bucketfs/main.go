@@ -4,8 +4,11 @@
 // guards the warm command's tallies. report calls the progress bar's
 // Describe under it, which takes the bar's own lock: mu -> the bar's lock,
 // a leaf. The signal handler (signals.go) keeps its state in its one
-// goroutine and takes no lock; helper.go, mount.go, metrics.go, options.go
-// and restore.go hold no mutex.
+// goroutine and takes no lock; uploadDrain (writes.go) has two sync.Once
+// and an atomic, and its Close runs write.Manager.Close under its Once,
+// taking none of ours; tierFiles (tier.go) tallies in one goroutine fed by
+// a channel; helper.go, mount.go, metrics.go, options.go, restore.go and
+// sync.go hold no mutex.
 package main
 
 import (
@@ -53,7 +56,7 @@ func newRootCmd(run func(*mountOptions) error) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(newMountCmd(run), newRestoreCmd(), newWarmCmd(), &cobra.Command{
+	root.AddCommand(newMountCmd(run), newRestoreCmd(), newWarmCmd(), newSyncCmd(), newTierCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

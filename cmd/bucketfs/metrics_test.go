@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"reflect"
 	"strings"
 	"testing"
 
 	bfs "github.com/bucketfs/bucketfs/fs"
 	"github.com/bucketfs/bucketfs/prefetch"
 	"github.com/bucketfs/bucketfs/store"
+	"github.com/bucketfs/bucketfs/write"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 )
@@ -29,7 +33,7 @@ func TestBudgetMismatchesReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rp.Close()
-	table := counterTable(rp, &store.S3{}, &bfs.Counters{})
+	table := counterTable(rp, &store.S3{}, &bfs.Counters{}, nil)
 	if err := table.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -69,21 +73,42 @@ func TestBudgetMismatchesReported(t *testing.T) {
 }
 
 // TestEveryCounterIsAMetric: every key of user.bucketfs.stats is exposed
-// as the metric its name gives, with or without a disk cache.
+// as the metric its name gives, with or without a disk cache, with or
+// without write-back; a read-only mount has no write_* keys, the others
+// have write_pending_files and write_pending_bytes (bucketfs sync reads
+// them).
 func TestEveryCounterIsAMetric(t *testing.T) {
 	for _, args := range [][]string{
 		{"mount", "bkt", "/mnt"},
 		{"mount", "--cache-dir", t.TempDir(), "bkt", "/mnt"},
+		{"mount", "--cache-dir", t.TempDir(), "--write-back", "bkt", "/mnt"},
+		{"mount", "--read-only", "bkt", "/mnt"},
 	} {
 		o, err := parse(t, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rp, err := prefetch.New(store.NewFake(), readOptions(o, logrus.New()))
+		fake := store.NewFake()
+		rp, err := prefetch.New(fake, readOptions(o, logrus.New()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		table := counterTable(rp, &store.S3{}, &bfs.Counters{})
+		var wm *write.Manager
+		if !o.ReadOnly {
+			if wm, err = write.New(writeOptions(o, fake, logrus.New(), fsTotal)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		table := counterTable(rp, &store.S3{}, &bfs.Counters{}, wm)
+		if err := table.Check(); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		snap := table.Snapshot()
+		for _, key := range []string{"write_pending_files", "write_pending_bytes"} {
+			if _, ok := snap[key]; ok != !o.ReadOnly {
+				t.Errorf("%v: stats key %s present %v, want %v", args, key, ok, !o.ReadOnly)
+			}
+		}
 		reg := prometheus.NewRegistry()
 		registerCounters(reg, table)
 		mfs, err := reg.Gather()
@@ -102,6 +127,84 @@ func TestEveryCounterIsAMetric(t *testing.T) {
 		if len(metrics) != len(table) || len(table.Snapshot()) != len(table) {
 			t.Errorf("%v: %d metrics, %d stats keys for %d counters", args, len(metrics), len(table.Snapshot()), len(table))
 		}
+		if wm != nil {
+			wm.Close(context.Background())
+		}
 		rp.Close()
+	}
+}
+
+// TestMeteredStoreEveryOp: every method of store.Store, reads and
+// writes, is counted under its S3 operation's name, once per call
+// whatever the outcome; a method added to the interface without a
+// wrapper (left to the embedded store, uncounted) fails the count.
+func TestMeteredStoreEveryOp(t *testing.T) {
+	ctx := context.Background()
+	fake := store.NewFake()
+	fake.CreateBucket("bkt")
+	fake.Seed("bkt", "src", []byte("source"))
+	body := func() io.ReadSeeker { return strings.NewReader("x") }
+	calls := []struct {
+		op   string
+		call func(s store.Store)
+	}{
+		{"ListBuckets", func(s store.Store) { s.ListBuckets(ctx) }},
+		{"ListObjectsV2", func(s store.Store) { s.List(ctx, store.ListInput{Bucket: "bkt"}) }},
+		{"HeadObject", func(s store.Store) { s.Head(ctx, "bkt", "src") }},
+		{"GetObject", func(s store.Store) {
+			if out, err := s.Get(ctx, store.GetInput{Bucket: "bkt", Key: "src", Length: 1}); err == nil {
+				out.Body.Close()
+			}
+		}},
+		{"RestoreObject", func(s store.Store) { s.Restore(ctx, store.RestoreInput{Bucket: "bkt", Key: "src", Days: 1}) }},
+		{"PutObject", func(s store.Store) { s.Put(ctx, store.PutInput{Bucket: "bkt", Key: "new", Body: body(), Size: 1}) }},
+		{"CreateMultipartUpload", func(s store.Store) { s.CreateMultipart(ctx, store.CreateMultipartInput{Bucket: "bkt", Key: "mp"}) }},
+		{"UploadPart", func(s store.Store) {
+			s.UploadPart(ctx, store.UploadPartInput{Bucket: "bkt", Key: "mp", UploadID: "none", Part: 1, Body: body(), Size: 1})
+		}},
+		{"UploadPartCopy", func(s store.Store) {
+			s.UploadPartCopy(ctx, store.UploadPartCopyInput{Bucket: "bkt", Key: "mp", UploadID: "none", Part: 1, SrcBucket: "bkt", SrcKey: "src", Length: 1})
+		}},
+		{"CompleteMultipartUpload", func(s store.Store) {
+			s.CompleteMultipart(ctx, store.CompleteMultipartInput{Bucket: "bkt", Key: "mp", UploadID: "none"})
+		}},
+		{"AbortMultipartUpload", func(s store.Store) { s.AbortMultipart(ctx, "bkt", "mp", "none") }},
+		{"CopyObject", func(s store.Store) {
+			s.Copy(ctx, store.CopyInput{SrcBucket: "bkt", SrcKey: "src", Bucket: "bkt", Key: "dst"})
+		}},
+		{"DeleteObject", func(s store.Store) { s.Delete(ctx, "bkt", "dst") }},
+	}
+	if n := reflect.TypeFor[store.Store]().NumMethod(); n != len(calls) {
+		t.Fatalf("store.Store has %d methods, the test calls %d: wrap the new ones in meteredStore and list them here", n, len(calls))
+	}
+	reg := prometheus.NewRegistry()
+	m := newMeteredStore(fake, reg)
+	for _, c := range calls {
+		c.call(m)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "bucketfs_s3_requests_total" {
+			continue
+		}
+		for _, metric := range mf.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "op" {
+					got[l.GetValue()] += metric.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	for _, c := range calls {
+		if got[c.op] != 1 {
+			t.Errorf("op %s counted %v times, want 1", c.op, got[c.op])
+		}
+	}
+	if len(got) != len(calls) {
+		t.Errorf("ops counted: %v", got)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	bfs "github.com/bucketfs/bucketfs/fs"
 	"github.com/bucketfs/bucketfs/prefetch"
 	"github.com/bucketfs/bucketfs/store"
+	"github.com/bucketfs/bucketfs/write"
 	"github.com/moby/sys/mountinfo"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -30,7 +31,7 @@ func newMountCmd(run func(*mountOptions) error) *cobra.Command {
 	o := &mountOptions{}
 	c := &cobra.Command{
 		Use:   "mount [flags] [BUCKET[/PREFIX]] MOUNTPOINT",
-		Short: "Mount a bucket, a prefix of one, or all buckets (read-only)",
+		Short: "Mount a bucket, a prefix of one, or all buckets",
 		Long: `Mount a bucket (or a prefix inside it) at MOUNTPOINT. Without BUCKET the
 mount root lists every bucket of the account as a directory.
 
@@ -42,9 +43,18 @@ bucketfs runs in the foreground until the mount is unmounted (umount
 MOUNTPOINT) or it gets SIGINT or SIGTERM, which unmount it. With files open
 the mount is detached and bucketfs exits 0 when the last one is closed; a
 second signal logs what it waits for, a third exits at once (status 128 +
-the signal's number: 130 for SIGINT, 143 for SIGTERM).`,
+the signal's number: 130 for SIGINT, 143 for SIGTERM).
+
+Files written are uploaded when they are closed or fsynced, which return
+the upload's error. With --write-back (and --cache-dir) they return once the
+bytes are on local disk and the upload goes on in the background, across
+restarts; unmounting waits up to --unmount-wait for it, and 'bucketfs sync
+MOUNTPOINT' waits until nothing is pending. --read-only refuses every
+change with EROFS.`,
 		Example: `  bucketfs mount --endpoint https://t3.storage.dev --region auto my-bucket /mnt/sets
-  bucketfs mount --endpoint http://127.0.0.1:9000 --path-style my-bucket/2024 /mnt/2024`,
+  bucketfs mount --endpoint http://127.0.0.1:9000 --path-style my-bucket/2024 /mnt/2024
+  bucketfs mount --cache-dir /var/cache/bucketfs/rec --write-back my-bucket /mnt/rec
+  bucketfs mount --read-only my-bucket /mnt/sets`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := o.finish(args); err != nil {
@@ -90,6 +100,9 @@ func runMount(o *mountOptions) error {
 	if err := checkStore(ctx, st, o); err != nil {
 		return err
 	}
+	// After checkStore: a Tigris behind a custom domain is known by the
+	// Server header of its first answer.
+	tigrisRename := resolveTigrisRename(o.TigrisRename, s3.Tigris)
 
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
@@ -110,8 +123,22 @@ func runMount(o *mountOptions) error {
 	// The garbage collector keeps the heap near what the read path and
 	// the cached directory listings may hold, not at twice the live size.
 	debug.SetMemoryLimit(rp.MemoryLimit() + bfs.DefaultListingBudget)
+	// The write path, after the read path: its directory lies in the
+	// cache directory, which the read path has created and locked.
+	var (
+		wm    *write.Manager
+		drain *uploadDrain
+	)
+	if !o.ReadOnly {
+		wm, err = write.New(writeOptions(o, st, log, fsTotal))
+		if err != nil {
+			return fmt.Errorf("write path: %v", err)
+		}
+		drain = newUploadDrain(wm, log.WithField("component", "write"), sdNotify, o.UnmountWait, journalDir(o))
+		defer drain.Close()
+	}
 	tree := &bfs.Counters{}
-	table := counterTable(rp, s3, tree)
+	table := counterTable(rp, s3, tree, wm)
 	if err := table.Check(); err != nil {
 		return err
 	}
@@ -146,6 +173,11 @@ func runMount(o *mountOptions) error {
 		RestorePoll:      o.RestoreCheck,
 		RestoreCheckRate: o.RestoreRate,
 		Ctx:              bgCtx,
+
+		Writer:         wm,
+		ReadOnly:       o.ReadOnly,
+		TigrisRename:   tigrisRename,
+		RenameDirLimit: o.RenameDirLimit,
 	}
 	if rp.HasDisk() {
 		cfg.Disk = rp
@@ -159,8 +191,20 @@ func runMount(o *mountOptions) error {
 		mlog.WithError(err).Info("kernel read-ahead left at 128 KiB: large reads arrive as 128 KiB requests")
 		rp.SetSplitBytes(2 * 128 << 10)
 	}
-	mlog.Info("mounted")
+	mlog.WithFields(logrus.Fields{"read_only": o.ReadOnly, "write_back": o.WriteBack, "tigris_rename": tigrisRename}).Info("mounted")
 	notifyMounted(log, o.LogFile)
+	if wm != nil {
+		// Uploads a stopped daemon left in the journal go now that the
+		// mount shows their files.
+		found, err := wm.Start(bgCtx)
+		wlog := log.WithFields(logrus.Fields{"component": "write", "journal": journalDir(o)})
+		switch {
+		case err != nil:
+			wlog.WithError(err).Error("reading the write-back journal; its uploads wait for the next start")
+		case found > 0 || o.WriteBack:
+			wlog.WithField("uploads", found).Info("write-back uploads left by the last run: uploading them")
+		}
+	}
 
 	id := mountID(mnt)
 	h := &signalHandler{
@@ -174,9 +218,15 @@ func runMount(o *mountOptions) error {
 		timeout:   time.Second,
 		clock:     time.Now,
 	}
+	if drain != nil {
+		h.uploads = drain
+	}
 	go h.serve(sigs)
 	server.Wait()
 	mlog.Info("unmounted")
+	if drain != nil {
+		drain.Close()
+	}
 	return nil
 }
 
@@ -353,9 +403,13 @@ func readOptions(o *mountOptions, log *logrus.Logger) prefetch.Options {
 }
 
 // counterTable is every counter of the daemon: the read path's, the
-// object store client's and the tree's.
-func counterTable(rp *prefetch.Manager, s3 *store.S3, tree *bfs.Counters) counters.Table {
+// object store client's, the tree's and the write path's (w is nil on a
+// read-only mount, whose table has no write_* counters).
+func counterTable(rp *prefetch.Manager, s3 *store.S3, tree *bfs.Counters, w *write.Manager) counters.Table {
 	t := counters.Table(rp.Counters())
+	if w != nil {
+		t = append(t, w.Counters()...)
+	}
 	t = append(t,
 		counters.New("s3_retries", "Requests the SDK sent again after a failure.", s3.Retries.Load),
 		counters.Gauge("s3_connections", "Connections to the object store open now, idle or busy.", s3.Conns.Load),

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	bfs "github.com/bucketfs/bucketfs/fs"
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
 )
@@ -51,6 +53,16 @@ type mountOptions struct {
 	RequestTimeout time.Duration
 	SlowRead       time.Duration // log reads that take this long (0: never)
 
+	// Write path
+	ReadOnly       bool          // every change fails with EROFS
+	WriteBack      bool          // close returns once the bytes are on local disk (needs CacheDir)
+	StorageClass   string        // class of new objects; empty: the bucket's default
+	WritePartSize  int64         // size of the first 1,000 parts of an upload
+	MaxUploads     int           // part uploads in flight, whole mount
+	UnmountWait    time.Duration // how long unmounting waits for write-back uploads
+	TigrisRename   string        // auto, on or off
+	RenameDirLimit int           // keys a directory rename moves server-side
+
 	// Archive tier
 	AutoRestoreDays int32         // > 0: opening an archived object restores it
 	RestoreCheck    time.Duration // first interval between checks of a running restore
@@ -68,6 +80,7 @@ type mountOptions struct {
 	fileModeStr, dirModeStr                    string
 	cacheMemoryStr, blockSizeStr, maxReadahead string
 	cacheSizeStr, cacheMinFreeStr              string
+	writePartSizeStr                           string
 }
 
 // Default metadata TTL: archives of finished recordings and model weights
@@ -77,6 +90,24 @@ const (
 	defaultMetadataTTL = 5 * time.Minute
 	defaultNegativeTTL = 10 * time.Second
 )
+
+// storageClasses are the classes --storage-class and bucketfs tier accept:
+// the S3 API's, of which each server implements some (Tigris: STANDARD,
+// STANDARD_IA, GLACIER, GLACIER_IR). The server refuses one it lacks.
+var storageClasses = []string{
+	"STANDARD", "STANDARD_IA", "GLACIER", "GLACIER_IR", "DEEP_ARCHIVE",
+	"INTELLIGENT_TIERING", "ONEZONE_IA", "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE",
+}
+
+// parseStorageClass returns the class named by s in upper case, or an
+// error naming flag and the classes there are.
+func parseStorageClass(flag, s string) (string, error) {
+	up := strings.ToUpper(strings.TrimSpace(s))
+	if slices.Contains(storageClasses, up) {
+		return up, nil
+	}
+	return "", fmt.Errorf("%s: %q is not a storage class (%s)", flag, s, strings.Join(storageClasses, ", "))
+}
 
 func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.StringVar(&o.Endpoint, "endpoint", "", "S3 endpoint URL, e.g. https://t3.storage.dev (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS)")
@@ -100,6 +131,14 @@ func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.IntVar(&o.MaxRetries, "max-retries", 5, "times a failed request (5xx, throttling, connection error, timeout) is retried, with capped exponential backoff and jitter")
 	fl.DurationVar(&o.RequestTimeout, "request-timeout", 10*time.Second, "how long a request may wait for the store's answer, or a download for its next bytes, before it is retried or resumed")
 	fl.DurationVar(&o.SlowRead, "log-slow-reads", time.Second, "log each read that takes this long, with what it waited for (0: never)")
+	fl.BoolVar(&o.ReadOnly, "read-only", false, "refuse every change (EROFS): no file is created, written, removed or renamed")
+	fl.BoolVar(&o.WriteBack, "write-back", false, "close and fsync return once the bytes are on local disk, the upload going on in the background and surviving restarts (needs --cache-dir)")
+	fl.StringVar(&o.StorageClass, "storage-class", "", "storage class of new objects: "+strings.Join(storageClasses, ", ")+" (default: the bucket's)")
+	fl.StringVar(&o.writePartSizeStr, "write-part-size", "8MiB", "size of the parts of a multipart upload, 5MiB to 64MiB (parts after the 1,000th grow)")
+	fl.IntVar(&o.MaxUploads, "max-uploads", 8, "part uploads and server-side part copies in flight, for all files together")
+	fl.DurationVar(&o.UnmountWait, "unmount-wait", 5*time.Minute, "how long unmounting waits for pending --write-back uploads; what is left is uploaded at the next start")
+	fl.StringVar(&o.TigrisRename, "tigris-rename", "auto", "rename files with Tigris's server-side rename: auto (when the store is Tigris), on or off")
+	fl.IntVar(&o.RenameDirLimit, "rename-dir-limit", bfs.DefaultRenameDirLimit, "most keys a directory rename moves server-side; a larger directory fails with EXDEV, so mv copies it")
 	fl.Int32Var(&o.AutoRestoreDays, "auto-restore", 0, "opening an archived object starts a restore for this many days (--auto-restore alone: 1 day) and fails with EAGAIN until it completes")
 	fl.Lookup("auto-restore").NoOptDefVal = "1"
 	fl.DurationVar(&o.RestoreCheck, "restore-check-interval", time.Minute, "first interval between checks of a running restore (it doubles up to 16x)")
@@ -177,6 +216,37 @@ func (o *mountOptions) finish(args []string) error {
 	}
 	if o.MaxReadahead < o.BlockSize {
 		return fmt.Errorf("--max-readahead (%s) must be at least --block-size (%s)", o.maxReadahead, o.blockSizeStr)
+	}
+	if o.WritePartSize, err = parseSize("--write-part-size", o.writePartSizeStr); err != nil {
+		return err
+	}
+	if o.WritePartSize < 5<<20 || o.WritePartSize > 64<<20 {
+		return fmt.Errorf("--write-part-size must be between 5MiB and 64MiB, not %s", o.writePartSizeStr)
+	}
+	if o.StorageClass != "" {
+		if o.StorageClass, err = parseStorageClass("--storage-class", o.StorageClass); err != nil {
+			return err
+		}
+	}
+	if o.WriteBack && o.CacheDir == "" {
+		return fmt.Errorf("--write-back needs --cache-dir: the pending uploads' journal must outlive the daemon")
+	}
+	if o.WriteBack && o.ReadOnly {
+		return fmt.Errorf("--write-back and --read-only exclude each other")
+	}
+	if o.MaxUploads < 1 {
+		return fmt.Errorf("--max-uploads must be at least 1")
+	}
+	if o.UnmountWait < 0 {
+		return fmt.Errorf("--unmount-wait must not be negative")
+	}
+	switch o.TigrisRename {
+	case "auto", "on", "off":
+	default:
+		return fmt.Errorf("--tigris-rename must be auto, on or off, not %q", o.TigrisRename)
+	}
+	if o.RenameDirLimit < 1 {
+		return fmt.Errorf("--rename-dir-limit must be at least 1")
 	}
 	if o.AutoRestoreDays < 0 || o.AutoRestoreDays > 36500 {
 		return fmt.Errorf("--auto-restore takes a number of days from 1 to 36500")

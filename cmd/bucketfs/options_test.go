@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	bfs "github.com/bucketfs/bucketfs/fs"
 	"github.com/sirupsen/logrus"
 )
 
@@ -112,7 +113,54 @@ func TestParseDefaults(t *testing.T) {
 		{"LogLevel", o.LogLevel, "info"},
 		{"LogFormat", o.LogFormat, "text"},
 		{"DebugFUSE", o.DebugFUSE, false},
+		{"ReadOnly", o.ReadOnly, false},
+		{"WriteBack", o.WriteBack, false},
+		{"StorageClass", o.StorageClass, ""},
+		{"WritePartSize", o.WritePartSize, int64(8 << 20)},
+		{"MaxUploads", o.MaxUploads, 8},
+		{"UnmountWait", o.UnmountWait, 5 * time.Minute},
+		{"TigrisRename", o.TigrisRename, "auto"},
+		{"RenameDirLimit", o.RenameDirLimit, bfs.DefaultRenameDirLimit},
 	})
+}
+
+// TestParseWriteFlags sets each write flag to a value other than its
+// default and checks that it lands in its field, the storage class in
+// upper case whatever case it was given in.
+func TestParseWriteFlags(t *testing.T) {
+	o, err := parse(t, "mount", "--cache-dir", "/var/cache/b", "--write-back",
+		"--storage-class", "standard_ia", "--write-part-size", "16MiB", "--max-uploads", "3",
+		"--unmount-wait", "30s", "--tigris-rename", "off", "--rename-dir-limit", "50",
+		"bkt", "/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFields(t, []field{
+		{"ReadOnly", o.ReadOnly, false},
+		{"WriteBack", o.WriteBack, true},
+		{"StorageClass", o.StorageClass, "STANDARD_IA"},
+		{"WritePartSize", o.WritePartSize, int64(16 << 20)},
+		{"MaxUploads", o.MaxUploads, 3},
+		{"UnmountWait", o.UnmountWait, 30 * time.Second},
+		{"TigrisRename", o.TigrisRename, "off"},
+		{"RenameDirLimit", o.RenameDirLimit, 50},
+	})
+	o, err = parse(t, "mount", "--read-only", "--tigris-rename", "on", "--write-part-size", "5MiB", "--unmount-wait", "0", "bkt", "/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFields(t, []field{
+		{"ReadOnly", o.ReadOnly, true},
+		{"TigrisRename", o.TigrisRename, "on"},
+		{"WritePartSize", o.WritePartSize, int64(5 << 20)},
+		{"UnmountWait", o.UnmountWait, time.Duration(0)},
+	})
+	for _, class := range storageClasses {
+		o, err := parse(t, "mount", "--storage-class", class, "bkt", "/mnt")
+		if err != nil || o.StorageClass != class {
+			t.Errorf("--storage-class %s: %v, class %q", class, err, o.StorageClass)
+		}
+	}
 }
 
 // TestParseFlags sets flags to values other than their defaults and checks
@@ -187,6 +235,17 @@ func TestParseErrors(t *testing.T) {
 		{name: "min free over 99%", args: []string{"mount", "--cache-min-free", "100%", "b", "/m"}, wantErr: []string{"--cache-min-free", "percentage"}},
 		{name: "min free negative", args: []string{"mount", "--cache-min-free", "-5%", "b", "/m"}, wantErr: []string{"--cache-min-free"}},
 		{name: "min free a word", args: []string{"mount", "--cache-min-free", "some", "b", "/m"}, wantErr: []string{"--cache-min-free", "size (20GiB) or a percentage"}},
+		{name: "write-back without a cache dir", args: []string{"mount", "--write-back", "b", "/m"}, wantErr: []string{"--write-back needs --cache-dir"}},
+		{name: "write-back and read-only", args: []string{"mount", "--cache-dir", "/c", "--write-back", "--read-only", "b", "/m"}, wantErr: []string{"--write-back and --read-only"}},
+		{name: "storage class unknown", args: []string{"mount", "--storage-class", "COLD", "b", "/m"}, wantErr: []string{"--storage-class", `"COLD"`, "GLACIER_IR", "EXPRESS_ONEZONE"}},
+		{name: "storage class empty after trimming", args: []string{"mount", "--storage-class", " ", "b", "/m"}, wantErr: []string{"--storage-class"}},
+		{name: "write part size below 5MiB", args: []string{"mount", "--write-part-size", "4MiB", "b", "/m"}, wantErr: []string{"--write-part-size", "5MiB and 64MiB", "4MiB"}},
+		{name: "write part size above 64MiB", args: []string{"mount", "--write-part-size", "65MiB", "b", "/m"}, wantErr: []string{"--write-part-size", "5MiB and 64MiB"}},
+		{name: "write part size a word", args: []string{"mount", "--write-part-size", "big", "b", "/m"}, wantErr: []string{"--write-part-size", `"big"`}},
+		{name: "max uploads zero", args: []string{"mount", "--max-uploads", "0", "b", "/m"}, wantErr: []string{"--max-uploads", "at least 1"}},
+		{name: "unmount wait negative", args: []string{"mount", "--unmount-wait", "-1s", "b", "/m"}, wantErr: []string{"--unmount-wait", "negative"}},
+		{name: "tigris rename yes", args: []string{"mount", "--tigris-rename", "yes", "b", "/m"}, wantErr: []string{"--tigris-rename", "auto, on or off", `"yes"`}},
+		{name: "rename dir limit zero", args: []string{"mount", "--rename-dir-limit", "0", "b", "/m"}, wantErr: []string{"--rename-dir-limit", "at least 1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,6 +22,25 @@ import (
 // working directory is inside). A third exits at once with 128 + the
 // signal's number, as a shell reports a process the signal ended; reads of
 // files still open then fail (ENOTCONN).
+//
+// Once the mount is gone, the daemon waits up to --unmount-wait for
+// pending write-back uploads: a signal then stops the wait at once, and
+// what is left is uploaded at the next start. Exiting at once (the third
+// signal) closes the write path first, without waiting for uploads, for
+// at most timeout.
+
+// uploadWaiter is what the signal handler needs of the write path's
+// shutdown (an *uploadDrain).
+type uploadWaiter interface {
+	// Waiting reports whether the daemon waits for uploads now.
+	Waiting() bool
+	// StopWaiting ends that wait, or the one to come.
+	StopWaiting()
+	// Pending is the write-back uploads not finished.
+	Pending() (files int, bytes int64)
+	// Close closes the write path and returns the uploads left.
+	Close() int
+}
 
 // unmounter is what the signal handler needs of the mount.
 type unmounter interface {
@@ -40,6 +59,7 @@ type signalHandler struct {
 	notify    func(string)     // sd_notify
 	timeout   time.Duration    // how long a holders scan may take
 	clock     func() time.Time // time.Now
+	uploads   uploadWaiter     // nil on a read-only mount
 
 	// Mutable state (the handler's goroutine only, so no lock)
 	count    int
@@ -54,8 +74,15 @@ func (h *signalHandler) serve(sigs <-chan os.Signal) {
 }
 
 func (h *signalHandler) handle(sig os.Signal) {
-	h.count++
 	log := h.log.WithField("signal", sig.String())
+	if h.uploads != nil && h.uploads.Waiting() {
+		files, bytes := h.uploads.Pending()
+		log.WithFields(logrus.Fields{"uploads": files, "bytes": bytes}).
+			Warn("stopped waiting for write-back uploads; what is left is uploaded at the next start")
+		h.uploads.StopWaiting()
+		return
+	}
+	h.count++
 	switch h.count {
 	case 1:
 		log.Info("unmounting")
@@ -79,9 +106,29 @@ func (h *signalHandler) handle(sig os.Signal) {
 		if s, ok := sig.(syscall.Signal); ok {
 			code += int(s)
 		}
-		log.WithFields(logrus.Fields{"open_files": h.openFiles(), "exit_status": code}).
+		fields := logrus.Fields{"open_files": h.openFiles(), "exit_status": code}
+		if h.uploads != nil {
+			fields["uploads_left"] = h.closeUploads()
+		}
+		log.WithFields(fields).
 			Error("exiting now, without waiting for open files: their reads fail from here on")
 		h.exit(code)
+	}
+}
+
+// closeUploads closes the write path without waiting for uploads, for at
+// most h.timeout: pending write-back uploads stay in the journal, and a
+// private staging directory is removed. It returns the uploads left, or -1
+// when closing took too long.
+func (h *signalHandler) closeUploads() int {
+	h.uploads.StopWaiting()
+	done := make(chan int, 1)
+	go func() { done <- h.uploads.Close() }()
+	select {
+	case left := <-done:
+		return left
+	case <-time.After(h.timeout):
+		return -1
 	}
 }
 
@@ -110,6 +157,11 @@ func (h *signalHandler) waitingFor() string {
 		}
 	case <-time.After(h.timeout):
 		msg += " (the processes holding them were not found in time)"
+	}
+	if h.uploads != nil {
+		if files, _ := h.uploads.Pending(); files > 0 {
+			msg += fmt.Sprintf("; then for %d write-back uploads (up to --unmount-wait)", files)
+		}
 	}
 	return msg
 }

@@ -106,6 +106,62 @@ func TestSignalHoldersScanBounded(t *testing.T) {
 	}
 }
 
+// fakeUploads is a write path's shutdown as the signal handler sees it.
+type fakeUploads struct {
+	waiting bool
+	files   int
+	stops   int
+	closes  int
+}
+
+func (f *fakeUploads) Waiting() bool         { return f.waiting }
+func (f *fakeUploads) StopWaiting()          { f.stops++; f.waiting = false }
+func (f *fakeUploads) Pending() (int, int64) { return f.files, int64(f.files) << 20 }
+func (f *fakeUploads) Close() int            { f.closes++; return f.files }
+
+// TestSignalStopsUploadWait: once the mount is gone and the daemon waits
+// for write-back uploads, a signal stops the wait (logged, with what is
+// left) and neither unmounts again nor exits nor counts towards the
+// third signal.
+func TestSignalStopsUploadWait(t *testing.T) {
+	h, logged, exits, detaches := newTestHandler(0, nil)
+	up := &fakeUploads{waiting: true, files: 2}
+	h.uploads = up
+	h.handle(syscall.SIGINT)
+	if up.stops != 1 || len(*exits) != 0 || *detaches != 0 || h.count != 0 {
+		t.Errorf("%d stops, exits %v, %d detaches, count %d", up.stops, *exits, *detaches, h.count)
+	}
+	for _, want := range []string{"stopped waiting for write-back uploads", "uploads=2", "next start"} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log lacks %q: %s", want, logged.String())
+		}
+	}
+}
+
+// TestSignalUploadsWhileBusy: while open files hold the mount, the second
+// signal's line also names the write-back uploads to wait for after them,
+// and the third closes the write path (without waiting for uploads)
+// before exiting, logging how many are left for the next start.
+func TestSignalUploadsWhileBusy(t *testing.T) {
+	h, logged, exits, _ := newTestHandler(1, func() []string { return nil })
+	up := &fakeUploads{files: 3}
+	h.uploads = up
+	h.handle(syscall.SIGTERM)
+	logged.Reset()
+	h.handle(syscall.SIGTERM)
+	if !strings.Contains(logged.String(), "then for 3 write-back uploads (up to --unmount-wait); a third signal exits now") {
+		t.Errorf("second signal's line: %s", logged.String())
+	}
+	logged.Reset()
+	h.handle(syscall.SIGTERM)
+	if len(*exits) != 1 || up.stops != 1 || up.closes != 1 {
+		t.Errorf("third signal: exits %v, %d stops, %d closes", *exits, up.stops, up.closes)
+	}
+	if !strings.Contains(logged.String(), "uploads_left=3") {
+		t.Errorf("exit line: %s", logged.String())
+	}
+}
+
 // TestSignalUnmountSucceeds: when the mount was not busy the first signal
 // does not detach lazily.
 func TestSignalUnmountSucceeds(t *testing.T) {

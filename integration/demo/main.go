@@ -81,7 +81,7 @@ Try, in another terminal:
   cat "mnt/sets/2024/2024-11-02 Night Shift - DJ Kora.txt"
   dd if="mnt/sets/2024/2024-12-14 Warehouse Live - Anouk B.mp3" of=/dev/null bs=1M
   mpv "mnt/sets/2025/2025-01-18 Sunday Chill - Team Tide.mp3"   # plays (silence)
-  df -h mnt; touch mnt/x                       # read-only: EROFS
+  df -h mnt; echo hello > mnt/hello.txt        # a write: an object in the bucket when closed
   bin/bucketfs warm mnt/sets                   # fetch every set into the disk cache (.demo/cache)
   getfattr -d "mnt/sets/2024/2024-11-02 Night Shift - DJ Kora.txt"   # S3 attributes, bytes cached
 
