@@ -26,8 +26,9 @@ unit:
 integration:
 	BUCKETFS_RACE=1 $(GO) test -race -count=1 -timeout 30m ./integration/...
 
-# Programs the end-to-end tests run (setfattr/getfattr, mount.fuse3), from
-# Debian's packages when missing.
+# Programs the end-to-end tests run (setfattr/getfattr, mount.fuse3, and
+# ffmpeg and rsync writing into the mount), from Debian's packages when
+# missing.
 deps:
 	@command -v getfattr >/dev/null || { echo "installing Debian package attr"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq attr || \
@@ -35,6 +36,12 @@ deps:
 	@test -x /sbin/mount.fuse3 || { echo "installing Debian package fuse3"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3; }; }
+	@command -v ffmpeg >/dev/null || { echo "installing Debian package ffmpeg"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; }; }
+	@command -v rsync >/dev/null || { echo "installing Debian package rsync"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync; }; }
 
 test: deps vet unit integration
 

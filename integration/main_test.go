@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/bucketfs/bucketfs/integration/harness"
 )
@@ -52,7 +53,39 @@ func run(m *testing.M) int {
 	defer srv.Stop()
 	endpoint = srv.Endpoint
 	client = harness.Client(endpoint)
-	return m.Run()
+	code := m.Run()
+	if err := uploadsLeft(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		code = max(code, 1)
+	}
+	return code
+}
+
+// uploadsLeft fails when a bucket of the server holds multipart uploads
+// that were neither completed nor aborted once every test is done: a
+// failed or interrupted upload must not leave its parts behind (stores
+// bill for them).
+func uploadsLeft() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := client.ListBuckets(ctx, &s3.ListBucketsInput{})
+	if err != nil {
+		return fmt.Errorf("list buckets: %w", err)
+	}
+	var left []string
+	for _, b := range out.Buckets {
+		keys, err := openUploads(ctx, aws.ToString(b.Name))
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			left = append(left, aws.ToString(b.Name)+"/"+k)
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("multipart uploads left open after the suite: %v", left)
+	}
+	return nil
 }
 
 // mountArgs are the flags every test mount needs to reach the local server.

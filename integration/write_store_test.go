@@ -149,9 +149,11 @@ func TestWriteThroughErrors(t *testing.T) {
 	for i := 0; i < 10 && px.Injected() < 2; i++ {
 		name := fmt.Sprintf("w%d.bin", i)
 		data := randomBytes(uint64(810+i), 20<<20+11)
+		start, before := time.Now(), px.Injected()
 		if err := writeClose(t, filepath.Join(m.Dir, name), data); err != nil {
 			t.Fatalf("close of %s through 20%% errors: %v", name, err)
 		}
+		t.Logf("%s: written and closed in %v, %d requests failed", name, time.Since(start).Round(time.Millisecond), px.Injected()-before)
 		checkFile(t, m, b, name, data)
 	}
 	t.Logf("%d write requests failed on the way", px.Injected())
