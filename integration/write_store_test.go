@@ -163,3 +163,37 @@ func TestWriteThroughErrors(t *testing.T) {
 	px.SetFaults(proxy.Faults{})
 	checkNoUploads(t, b)
 }
+
+// TestWriteExclusiveCreateRace: an O_EXCL create of a name the mount saw
+// missing, but that another client stored meanwhile, fails with EEXIST (at
+// close at the latest: the object is created only if absent), for a small
+// file (PUT) and a 20 MiB one (multipart upload); the other client's
+// object is kept and no upload is left open.
+func TestWriteExclusiveCreateRace(t *testing.T) {
+	b := newBucket(t, map[string][]byte{"a": []byte("a")})
+	m, _ := writeMount(t, b)
+	for name, size := range map[string]int{"small": 10, "big": 20 << 20} {
+		p := filepath.Join(m.Dir, name)
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("stat of %s before: %v", name, err)
+		}
+		other := []byte("stored by another client")
+		if err := harness.Put(context.Background(), client, b, name, other); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			if _, err := f.Write(randomBytes(820, size)); err != nil {
+				t.Errorf("write %s: %v", name, err)
+			}
+			within(t, time.Minute, "close", func() { err = f.Close() })
+		}
+		if !errors.Is(err, syscall.EEXIST) {
+			t.Errorf("O_EXCL create of %s, stored meanwhile by another client: %v, want EEXIST", name, err)
+		}
+		if got, err := s3Get(t, b, name); err != nil || string(got) != string(other) {
+			t.Errorf("%s in the store: %q, %v; want the other client's object", name, clip(got), err)
+		}
+	}
+	checkNoUploads(t, b)
+}

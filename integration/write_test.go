@@ -347,6 +347,9 @@ func TestWriteDirectories(t *testing.T) {
 	}
 
 	sh(t, m.Dir, "mv big big2")
+	waitFor(t, 5*time.Second, "the log line saying rename fell back to EXDEV", func() bool {
+		return strings.Contains(m.Log(), "--rename-dir-limit")
+	})
 	for i := range 8 {
 		checkFile(t, m, b, fmt.Sprintf("big2/%d.bin", i), objects[fmt.Sprintf("big/%d.bin", i)])
 	}
@@ -443,4 +446,68 @@ func TestWriteSymlinkRefused(t *testing.T) {
 	if keys := s3Keys(t, b, ""); !slices.Equal(keys, []string{"target.txt"}) {
 		t.Errorf("keys after refused links: %v", keys)
 	}
+}
+
+// TestWriteOpenFileMovedOrRemoved: a file open for writing that is renamed
+// is stored under its new name when closed, with every byte written before
+// and after the rename, and nothing is left under the old name. A file
+// open for writing that is unlinked works on as POSIX says (writes and
+// reads through the open descriptor succeed, close does not fail) and
+// nothing of it is stored.
+func TestWriteOpenFileMovedOrRemoved(t *testing.T) {
+	b := newBucket(t, map[string][]byte{"keep.txt": []byte("k")})
+	m, _ := writeMount(t, b)
+	p := func(name string) string { return filepath.Join(m.Dir, name) }
+	first, second := randomBytes(310, 100<<10), randomBytes(311, 50<<10)
+
+	f, err := os.Create(p("before.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p("before.bin"), p("after.bin")); err != nil {
+		t.Fatalf("rename of a file open for writing: %v", err)
+	}
+	if _, err := f.Write(second); err != nil {
+		t.Fatalf("write after the rename: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close after the rename: %v", err)
+	}
+	checkFile(t, m, b, "after.bin", append(slices.Clone(first), second...))
+	if !s3Missing(t, b, "before.bin") {
+		t.Error("before.bin is in the store after the rename")
+	}
+
+	// The scratch-file idiom (tmpfile(3), sort, editors): open, unlink,
+	// then go on writing and reading through the descriptor.
+	f, err = os.OpenFile(p("gone.bin"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p("gone.bin")); err != nil {
+		t.Fatalf("unlink of a file open for writing: %v", err)
+	}
+	if _, err := f.Write(second); err != nil {
+		t.Errorf("write after the unlink: %v", err)
+	}
+	got := make([]byte, len(first)+len(second))
+	if n, err := f.ReadAt(got, 0); n != len(got) || !bytes.Equal(got, append(slices.Clone(first), second...)) {
+		t.Errorf("pread after the unlink: %d bytes, %v; want the %d bytes written", n, err, len(got))
+	}
+	if err := f.Close(); err != nil {
+		t.Errorf("close after the unlink: %v", err)
+	}
+	if !s3Missing(t, b, "gone.bin") {
+		t.Error("gone.bin is in the store though it was unlinked before close")
+	}
+	if got := readDirNames(t, m.Dir); !slices.Equal(got, []string{"after.bin", "keep.txt"}) {
+		t.Errorf("listing: %v", got)
+	}
+	checkNoUploads(t, b)
 }
