@@ -35,12 +35,16 @@ func writeMount(t *testing.T, bucket string, extra ...string) (*daemon, *proxy.P
 	return mountVia(t, px, t.TempDir(), bucket, extra...), px
 }
 
-// mountVia mounts bucket through px on dir. The daemon is stopped at
+// mountVia mounts bucket (BUCKET[/PREFIX], or every bucket when empty)
+// through px on dir. The daemon is stopped at
 // cleanup unless the test ended it, and its log shown if the test failed.
 func mountVia(t *testing.T, px *proxy.Proxy, dir, bucket string, extra ...string) *daemon {
 	t.Helper()
 	args := append([]string{"--endpoint", px.URL, "--path-style", "--log-level", "debug"}, extra...)
-	m, err := harness.StartMount(bin, harness.Env(px.URL), dir, append(args, bucket)...)
+	if bucket != "" { // else every bucket
+		args = append(args, bucket)
+	}
+	m, err := harness.StartMount(bin, harness.Env(px.URL), dir, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,91 +299,6 @@ func TestWriteFiles(t *testing.T) {
 		t.Errorf("listing after unlink: %v", got)
 	}
 	checkNoUploads(t, b)
-}
-
-// TestWriteDirectories: mkdir makes a directory that persists, empty,
-// across a remount; rmdir of a non-empty directory fails with ENOTEMPTY;
-// `rm -r` removes a tree; `mv` renames a file over an existing one and
-// renames a directory; a directory with more keys than --rename-dir-limit
-// still moves with `mv` (rename fails with EXDEV and mv copies), with the
-// right content.
-func TestWriteDirectories(t *testing.T) {
-	objects := map[string][]byte{
-		"full/a.txt": []byte("a"), "full/sub/b.txt": []byte("b"),
-		"tree/1.txt": []byte("1"), "tree/x/2.txt": []byte("2"), "tree/x/y/3.txt": []byte("3"),
-		"src.txt": []byte("source"), "dst.txt": []byte("target"),
-	}
-	for i := range 8 {
-		objects[fmt.Sprintf("big/%d.bin", i)] = randomBytes(uint64(200+i), 1000+i)
-	}
-	b := newBucket(t, objects)
-	px := startProxy(t)
-	m := mountVia(t, px, t.TempDir(), b, "--rename-dir-limit", "5")
-	p := func(name string) string { return filepath.Join(m.Dir, name) }
-
-	if err := os.Mkdir(p("empty"), 0o755); err != nil {
-		t.Fatalf("mkdir: %v", err)
-	}
-	if got := s3Keys(t, b, "empty"); !slices.Equal(got, []string{"empty/"}) {
-		t.Errorf("keys after mkdir: %v, want the marker empty/", got)
-	}
-	if err := os.Remove(p("full")); !errors.Is(err, syscall.ENOTEMPTY) {
-		t.Errorf("rmdir of a non-empty directory: %v, want ENOTEMPTY", err)
-	}
-	sh(t, m.Dir, "rm -r tree")
-	if keys := s3Keys(t, b, "tree"); len(keys) != 0 {
-		t.Errorf("keys left after rm -r: %v", keys)
-	}
-	if _, err := os.Stat(p("tree")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("stat after rm -r: %v", err)
-	}
-
-	sh(t, m.Dir, "mv src.txt dst.txt")
-	checkFile(t, m, b, "dst.txt", []byte("source"))
-	if !s3Missing(t, b, "src.txt") {
-		t.Error("src.txt still in the store after mv")
-	}
-	sh(t, m.Dir, "mv full moved")
-	checkFile(t, m, b, "moved/a.txt", []byte("a"))
-	checkFile(t, m, b, "moved/sub/b.txt", []byte("b"))
-	if keys := s3Keys(t, b, "full"); len(keys) != 0 {
-		t.Errorf("keys left under full/ after mv: %v", keys)
-	}
-
-	sh(t, m.Dir, "mv big big2")
-	waitFor(t, 5*time.Second, "the log line saying rename fell back to EXDEV", func() bool {
-		return strings.Contains(m.Log(), "--rename-dir-limit")
-	})
-	for i := range 8 {
-		checkFile(t, m, b, fmt.Sprintf("big2/%d.bin", i), objects[fmt.Sprintf("big/%d.bin", i)])
-	}
-	if keys := s3Keys(t, b, "big/"); len(keys) != 0 {
-		t.Errorf("keys left under big/ after mv: %v", keys)
-	}
-	if got := readDirNames(t, m.Dir); !slices.Equal(got, []string{"big2", "dst.txt", "empty", "moved"}) {
-		t.Errorf("root after the changes: %v", got)
-	}
-	if err := m.Stop(); err != nil {
-		t.Fatalf("unmount: %v", err)
-	}
-	m.ended = true
-
-	m2 := mountVia(t, px, t.TempDir(), b)
-	if got := readDirNames(t, m2.Dir); !slices.Equal(got, []string{"big2", "dst.txt", "empty", "moved"}) {
-		t.Errorf("root after a remount: %v", got)
-	}
-	if fi, err := os.Stat(filepath.Join(m2.Dir, "empty")); err != nil || !fi.IsDir() {
-		t.Fatalf("the empty directory after a remount: %v %v", fi, err)
-	}
-	if got := readDirNames(t, filepath.Join(m2.Dir, "empty")); len(got) != 0 {
-		t.Errorf("empty/ after a remount lists %v", got)
-	}
-	if err := os.Remove(filepath.Join(m2.Dir, "empty")); err != nil {
-		t.Errorf("rmdir of the empty directory: %v", err)
-	}
-	if keys := s3Keys(t, b, "empty"); len(keys) != 0 {
-		t.Errorf("keys left after rmdir: %v", keys)
-	}
 }
 
 // TestWriteReadYourWrites: while a file is open and being written,
