@@ -197,3 +197,24 @@ func TestWriteExclusiveCreateRace(t *testing.T) {
 	}
 	checkNoUploads(t, b)
 }
+
+// TestWriteStorageClassFlag: with --storage-class, new objects are stored
+// in that class (as the store reports it to the proxy) and show it in
+// user.s3.storage_class.
+func TestWriteStorageClassFlag(t *testing.T) {
+	b := newBucket(t, nil)
+	m, px := writeMount(t, b, "--storage-class", "STANDARD_IA")
+	for name, size := range map[string]int{"small.txt": 5, "big.bin": 12 << 20} {
+		data := randomBytes(930, size)
+		if err := writeClose(t, filepath.Join(m.Dir, name), data); err != nil {
+			t.Fatalf("close %s: %v", name, err)
+		}
+		if c := px.StorageClass(b, name); c != "STANDARD_IA" {
+			t.Errorf("%s: class %q in the store, want STANDARD_IA", name, c)
+		}
+		if v, err := xattr(t, filepath.Join(m.Dir, name), "user.s3.storage_class"); err != nil || v != "STANDARD_IA" {
+			t.Errorf("%s: user.s3.storage_class %q, %v", name, v, err)
+		}
+		checkFile(t, m, b, name, data)
+	}
+}

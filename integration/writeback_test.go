@@ -139,3 +139,35 @@ func TestWriteBackSync(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteBackUnmountWaits: with --write-back, SIGTERM while an upload is
+// pending (the store refusing writes) does not end the daemon: it waits
+// (up to --unmount-wait) and, once the store takes writes again, uploads
+// the file and exits 0, with the object holding exactly the bytes written.
+func TestWriteBackUnmountWaits(t *testing.T) {
+	b := newBucket(t, nil)
+	px := startProxy(t)
+	d := mountVia(t, px, t.TempDir(), b, "--write-back", "--cache-dir", filepath.Join(t.TempDir(), "cache"), "--unmount-wait", "1m")
+	data := randomBytes(920, 9<<20)
+	px.RefuseWrites(503)
+	if err := writeClose(t, filepath.Join(d.Dir, "late.bin"), data); err != nil {
+		t.Fatalf("close with write-back while the store refuses writes: %v", err)
+	}
+	d.Signal(syscall.SIGTERM)
+	if err := d.Wait(2 * time.Second); err == nil || !strings.Contains(err.Error(), "still running") {
+		t.Fatalf("the daemon exited with an upload pending: %v\n%s", err, d.Log())
+	}
+	if !s3Missing(t, b, "late.bin") {
+		t.Fatal("the object is in the store while every write is refused")
+	}
+	px.RefuseWrites(0)
+	d.ended = true
+	if err := d.Wait(30 * time.Second); err != nil {
+		d.Kill()
+		t.Fatalf("after the store took writes again: %v\n%s", err, d.Log())
+	}
+	if got := s3Sum(t, b, "late.bin"); got != sha256.Sum256(data) {
+		t.Error("the object uploaded during the unmount does not hold the bytes written")
+	}
+	checkNoUploads(t, b)
+}
