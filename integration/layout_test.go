@@ -18,8 +18,9 @@ func TestPackageDependencies(t *testing.T) {
 		"counters":     nil,
 		"cache":        {"counters"},
 		"prefetch":     {"cache", "counters", "store"},
-		"fs":           {"counters", "store"},
-		"cmd/bucketfs": {"cache", "counters", "fs", "prefetch", "store"},
+		"write":        {"counters", "store"},
+		"fs":           {"counters", "store", "write"},
+		"cmd/bucketfs": {"cache", "counters", "fs", "prefetch", "store", "write"},
 	}
 	for pkg, ok := range allowed {
 		p, err := build.ImportDir(filepath.Join("..", pkg), 0)

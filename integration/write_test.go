@@ -36,8 +36,8 @@ func writeMount(t *testing.T, bucket string, extra ...string) (*daemon, *proxy.P
 }
 
 // mountVia mounts bucket (BUCKET[/PREFIX], or every bucket when empty)
-// through px on dir. The daemon is stopped at
-// cleanup unless the test ended it, and its log shown if the test failed.
+// through px on dir. The daemon is stopped at cleanup unless the test
+// ended it, and its log shown if the test failed.
 func mountVia(t *testing.T, px *proxy.Proxy, dir, bucket string, extra ...string) *daemon {
 	t.Helper()
 	args := append([]string{"--endpoint", px.URL, "--path-style", "--log-level", "debug"}, extra...)
