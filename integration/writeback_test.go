@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -169,5 +170,48 @@ func TestWriteBackUnmountWaits(t *testing.T) {
 	if got := s3Sum(t, b, "late.bin"); got != sha256.Sum256(data) {
 		t.Error("the object uploaded during the unmount does not hold the bytes written")
 	}
+	checkNoUploads(t, b)
+}
+
+// TestWriteBackPendingChanges: with --write-back, files whose uploads are
+// pending (the store refusing writes) are changed before they reach the
+// store: one is removed (rm succeeds: it was never stored), one renamed,
+// one written again. Once the store takes writes and `bucketfs sync`
+// returns, the store holds the renamed file under its new name only and
+// the last version of the rewritten one, and never the removed one.
+func TestWriteBackPendingChanges(t *testing.T) {
+	b := newBucket(t, nil)
+	px := startProxy(t)
+	d := mountVia(t, px, t.TempDir(), b, "--write-back", "--cache-dir", filepath.Join(t.TempDir(), "cache"),
+		"--max-retries", "1", "--request-timeout", "2s")
+	p := func(name string) string { return filepath.Join(d.Dir, name) }
+	first := randomBytes(940, 6<<20)
+	px.RefuseWrites(503)
+	for _, name := range []string{"gone", "moved", "twice"} {
+		if err := writeClose(t, p(name), first); err != nil {
+			t.Fatalf("close of %s: %v", name, err)
+		}
+	}
+	if err := os.Remove(p("gone")); err != nil {
+		t.Errorf("rm of a file whose upload is pending: %v", err)
+	}
+	if err := os.Rename(p("moved"), p("moved2")); err != nil {
+		t.Errorf("mv of a file whose upload is pending: %v", err)
+	}
+	if err := writeClose(t, p("twice"), []byte("second version")); err != nil {
+		t.Errorf("rewrite of a file whose upload is pending: %v", err)
+	}
+	if got := readDirNames(t, d.Dir); !slices.Equal(got, []string{"moved2", "twice"}) {
+		t.Errorf("listing with the uploads pending: %v", got)
+	}
+	px.RefuseWrites(0)
+	if out, code := syncMount(t, d.Dir, "--timeout", "40s"); code != 0 {
+		t.Fatalf("bucketfs sync: exit %d\n%s", code, out)
+	}
+	if got := s3Keys(t, b, ""); !slices.Equal(got, []string{"moved2", "twice"}) {
+		t.Errorf("keys once synced: %v, want [moved2 twice]", got)
+	}
+	checkFile(t, d, b, "moved2", first)
+	checkFile(t, d, b, "twice", []byte("second version"))
 	checkNoUploads(t, b)
 }
