@@ -163,7 +163,25 @@ func tierOne(path, class string, x classXattr) tierResult {
 	if strings.EqualFold(strings.TrimSpace(cur), class) {
 		return tierResult{path: path, already: true}
 	}
-	return tierResult{path: path, err: x.set(path, class)}
+	err = x.set(path, class)
+	if errors.Is(err, unix.EACCES) && archivedClass(cur) {
+		err = errArchived
+	}
+	return tierResult{path: path, err: err}
+}
+
+// errArchived is a file in an archive tier, which S3 cannot copy until
+// it is restored.
+var errArchived = errors.New("archived: restore it first (bucketfs restore)")
+
+// archivedClass reports whether class is an archive tier whose objects
+// must be restored before they are read or copied.
+func archivedClass(class string) bool {
+	switch strings.ToUpper(strings.TrimSpace(class)) {
+	case "GLACIER", "DEEP_ARCHIVE":
+		return true
+	}
+	return false
 }
 
 func isNotBucketfs(err error) bool {
@@ -173,6 +191,8 @@ func isNotBucketfs(err error) bool {
 // describeTierErr says why a file could not move, in a few words.
 func describeTierErr(err error) string {
 	switch {
+	case errors.Is(err, errArchived):
+		return err.Error()
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 		return "not yours to change"
 	case errors.Is(err, unix.EROFS):

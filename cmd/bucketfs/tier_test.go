@@ -117,9 +117,9 @@ func TestTierTree(t *testing.T) {
 func TestTierErrors(t *testing.T) {
 	dir := tree(t)
 	f := &fakeClasses{
-		class:  map[string]string{"a.mp3": "STANDARD", "b.mp3": "STANDARD", "c.txt": "STANDARD", "d.mp3": "STANDARD"},
+		class:  map[string]string{"a.mp3": "GLACIER", "b.mp3": "STANDARD", "c.txt": "STANDARD", "d.mp3": "STANDARD"},
 		getErr: map[string]error{"b.mp3": syscall.ENOENT},
-		setErr: map[string]error{"c.txt": syscall.EROFS, "d.mp3": syscall.EIO},
+		setErr: map[string]error{"a.mp3": syscall.EACCES, "c.txt": syscall.EROFS, "d.mp3": syscall.EIO},
 	}
 	files, _ := collectFiles([]string{dir})
 	var out bytes.Buffer
@@ -127,7 +127,8 @@ func TestTierErrors(t *testing.T) {
 		t.Error("no error")
 	}
 	for _, want := range []string{
-		"1 moved to STANDARD_IA, 0 already there, 3 failed\n",
+		"0 moved to STANDARD_IA, 0 already there, 4 failed\n",
+		filepath.Join(dir, "a.mp3") + ": archived: restore it first (bucketfs restore)\n",
 		filepath.Join(dir, "sub", "b.mp3") + ": gone\n",
 		filepath.Join(dir, "sub", "c.txt") + ": the mount is read-only\n",
 		filepath.Join(dir, "sub", "d.mp3") + ": input/output error\n",
