@@ -257,3 +257,47 @@ func TestMountWriteMetadata(t *testing.T) {
 		t.Fatalf("stat %v %v", st, err)
 	}
 }
+
+// TestMountWriteTouchesMtime: changing a file's bytes stores the time of
+// the change as its mtime, unless a later utimes sets another.
+func TestMountWriteTouchesMtime(t *testing.T) {
+	f := store.NewFake()
+	f.SeedObject("b", "x", []byte("old"), "", map[string]string{"mtime": "981173106.000000000"})
+	dir := writeMount(t, f, nil)
+	p := filepath.Join(dir, "x")
+	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Second)
+	fh.Write([]byte("new"))
+	if err := fh.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := f.Head(context.Background(), "b", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mt, ok := parseMtime(h.Metadata["mtime"]); !ok || mt.Before(before) {
+		t.Fatalf("mtime after a write: %q", h.Metadata["mtime"])
+	}
+	// cp -p: utimes through the open file after the writes wins.
+	fh, err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh.Write([]byte("!"))
+	old := time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ = f.Head(context.Background(), "b", "x"); h.Metadata["mtime"] != formatMtime(old) {
+		t.Fatalf("mtime after utimes: %q", h.Metadata["mtime"])
+	}
+	if got := stored(t, f, "x"); string(got) != "oldnew!" {
+		t.Fatalf("stored %q", got)
+	}
+}

@@ -79,6 +79,7 @@ func (f *fileNode) openWrite(ctx context.Context, flags uint32) (gofs.FileHandle
 			w.Release()
 			return nil, 0, f.writeErrno(err, "truncate")
 		}
+		f.touch(w)
 	}
 	f.opened(true)
 	h := &writeHandle{node: f, w: w, append: flags&syscall.O_APPEND != 0, read: want&rOK != 0}
@@ -245,10 +246,19 @@ func (h *writeHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 		off = h.w.Size()
 	}
 	n, err := h.w.WriteAt(ctx, data, off)
+	if n > 0 {
+		h.node.touch(h.w)
+	}
 	if err != nil {
 		return uint32(n), h.node.writeErrno(err, "write")
 	}
 	return uint32(n), 0
+}
+
+// touch sets the mtime a changed file is stored with to now; a later
+// utimes (cp -p, rsync) overrides it.
+func (f *fileNode) touch(w *write.File) {
+	w.SetMetadata(map[string]string{metaMtime: formatMtime(f.m.now())})
 }
 
 // Read implements gofs.FileReader (O_RDWR).
@@ -286,6 +296,7 @@ func (h *writeHandle) Allocate(ctx context.Context, off, size uint64, mode uint3
 		if err := h.w.Truncate(ctx, end); err != nil {
 			return h.node.writeErrno(err, "fallocate")
 		}
+		h.node.touch(h.w)
 	}
 	return 0
 }
