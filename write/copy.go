@@ -26,7 +26,7 @@ type CopySpec struct {
 }
 
 // Copy copies an object server-side: one CopyObject up to 5 GiB, a
-// multipart copy (UploadPartCopy of 5 GiB parts) above. The source must
+// multipart copy (UploadPartCopy of 1 GiB parts) above. The source must
 // still be version Src.ETag.
 func (m *Manager) Copy(ctx context.Context, c CopySpec) (store.Object, error) {
 	return m.copyObject(ctx, c)
@@ -47,7 +47,7 @@ func (m *Manager) copyObject(ctx context.Context, c CopySpec) (store.Object, err
 	if class == "STANDARD" && c.Src.StorageClass == "" {
 		class = ""
 	}
-	if c.Src.Size <= store.MaxPartSize || c.Rename {
+	if c.Src.Size <= m.copyLimit || c.Rename {
 		o, err := m.st.Copy(ctx, store.CopyInput{
 			SrcBucket: c.SrcBucket, SrcKey: c.Src.Key, SrcETag: c.Src.ETag,
 			Bucket: c.Bucket, Key: c.Key, ReplaceMetadata: c.ReplaceMetadata, Metadata: c.Metadata,
@@ -69,7 +69,7 @@ func (m *Manager) copyObject(ctx context.Context, c CopySpec) (store.Object, err
 		if err != nil {
 			return store.Object{}, err
 		}
-		if h.ETag != c.Src.ETag {
+		if unquote(h.ETag) != unquote(c.Src.ETag) {
 			return store.Object{}, &store.Error{Op: "CopyObject", Bucket: c.SrcBucket, Key: c.Src.Key, Kind: store.ErrPreconditionFailed, Err: errors.New("source changed")}
 		}
 		meta = h.Metadata
@@ -78,7 +78,7 @@ func (m *Manager) copyObject(ctx context.Context, c CopySpec) (store.Object, err
 	if err != nil {
 		return store.Object{}, err
 	}
-	const part = store.MaxPartSize / 5 // 1 GiB parts: at most 5,120 for 5 TiB
+	part := m.copyPart // 1 GiB: at most 5,120 parts for 5 TiB
 	n := int32((c.Src.Size + part - 1) / part)
 	parts := make([]store.CompletedPart, n)
 	errs := make([]error, n)
@@ -87,7 +87,14 @@ func (m *Manager) copyObject(ctx context.Context, c CopySpec) (store.Object, err
 	for i := int32(0); i < n; i++ {
 		off := int64(i) * part
 		length := min(part, c.Src.Size-off)
-		lim <- struct{}{}
+		select {
+		case lim <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			errs[i] = ctx.Err()
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -137,15 +144,10 @@ func (m *Manager) PutEmpty(ctx context.Context, bucket, key string, meta map[str
 	if strings.HasSuffix(key, "/") {
 		class = ""
 	}
-	in := store.PutInput{Bucket: bucket, Key: key, Body: strings.NewReader(""), Metadata: meta, StorageClass: class,
-		IfNoneMatch: exclusive && !m.noIfNoneMatch.Load()}
-	o, err := m.st.Put(ctx, in)
-	if err != nil && in.IfNoneMatch && errors.Is(err, store.ErrNotImplemented) {
-		m.noConditional(err)
-		in.IfNoneMatch = false
-		in.Body = strings.NewReader("")
-		o, err = m.st.Put(ctx, in)
-	}
+	o, err := m.createIfAbsent(ctx, "PutObject", bucket, key, exclusive, func(ifNoneMatch bool) (*store.Object, error) {
+		return m.st.Put(ctx, store.PutInput{Bucket: bucket, Key: key, Body: strings.NewReader(""), Metadata: meta,
+			StorageClass: class, IfNoneMatch: ifNoneMatch})
+	})
 	if err != nil {
 		return store.Object{}, err
 	}

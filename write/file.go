@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -36,21 +37,24 @@ type File struct {
 	// Dependencies
 	m *Manager
 
-	// Constant data
-	path string // the staging file
-
 	createMu sync.Mutex // held across CreateMultipartUpload; before mu
 
 	mu   sync.Mutex // protects the following
-	cond *sync.Cond // on mu: committing or sealed ended
+	cond *sync.Cond // on mu: committing, sealed, wb or an upload's inflight changed
+	// path is the staging file: in the staging directory, or the
+	// journal's data file for a file recovered at start (which must not be
+	// removed while its entry is pending).
+	path string // GUARDED_BY(mu)
 	// bucket and key change when a pending file is renamed.
 	bucket, key string   // GUARDED_BY(mu)
 	staging     *os.File // GUARDED_BY(mu); nil once dropped
 	size        int64    // GUARDED_BY(mu)
 	// base is the object the bytes not written come from, up to baseLen
-	// (a shrinking truncate lowers it; growing leaves zeros past it).
-	base    *store.Object // GUARDED_BY(mu)
-	baseLen int64         // GUARDED_BY(mu)
+	// (a shrinking truncate lowers it; growing leaves zeros past it), in
+	// baseBucket (which a rename of a pending file does not change).
+	base       *store.Object // GUARDED_BY(mu)
+	baseBucket string        // GUARDED_BY(mu)
+	baseLen    int64         // GUARDED_BY(mu)
 	// have are the bytes present in the staging file; written, a subset,
 	// are the bytes changed since base.
 	have, written ranges            // GUARDED_BY(mu)
@@ -61,19 +65,32 @@ type File struct {
 	// bytes, size or metadata (metaOnly: only metadata).
 	changed, metaOnly bool // GUARDED_BY(mu)
 	// committing is set while a commit runs; writes wait for it.
-	committing bool // GUARDED_BY(mu)
+	// commitCancel cancels it (Remove).
+	committing   bool               // GUARDED_BY(mu)
+	commitCancel context.CancelFunc // GUARDED_BY(mu)
 	// sealed is set while a write-back upload of the file's bytes is
 	// pending; writes wait for it (the bytes being uploaded must not move).
+	// INVARIANT: sealed implies wb != nil.
 	sealed bool   // GUARDED_BY(mu)
-	wb     *entry // GUARDED_BY(mu); the pending write-back upload, if any
-	// gen counts changes; partGen is the gen of each part's last change.
+	wb     *entry // GUARDED_BY(mu); the newest write-back entry, if any
+	// finishing counts entries detached from the file whose journal files
+	// are not cleared yet (Manager.finish).
+	finishing int // GUARDED_BY(mu)
+	// gen counts changes of the bytes; partGen is the gen of each part's
+	// last change. metaGen counts metadata changes.
 	gen     uint64           // GUARDED_BY(mu)
+	metaGen uint64           // GUARDED_BY(mu)
 	partGen map[int32]uint64 // GUARDED_BY(mu)
 	up      *mpu             // GUARDED_BY(mu); the multipart upload under way
-	refs    int              // GUARDED_BY(mu); users: open handles, pending upload
-	removed bool             // GUARDED_BY(mu); unlinked: commit nothing
+	// streaming are the parts going up while writing (each counted in bg).
+	streaming map[int32]bool // GUARDED_BY(mu)
+	refs      int            // GUARDED_BY(mu); users: open handles, pending upload
+	removed   bool           // GUARDED_BY(mu); unlinked: commit nothing
 
-	bg sync.WaitGroup // part uploads started while writing
+	// bg counts the part uploads started while writing. Add is called
+	// under mu by a write, Wait only where no write can run: while
+	// committing, or once the last reference is gone.
+	bg sync.WaitGroup
 
 	// journalOf and journalEntry are set on the File an uploader sends a
 	// write-back entry with: the multipart upload it begins is recorded
@@ -82,11 +99,14 @@ type File struct {
 	journalEntry *entry
 }
 
-// mpu is a multipart upload under way.
+// mpu is a multipart upload under way. Its maps and counter are guarded
+// by the mu of the File that uses it.
 type mpu struct {
 	bucket, key, id string
 	parts           map[int32]upPart // uploaded parts
-	busy            map[int32]bool   // parts going up now
+	// inflight counts UploadPart requests reading the staging file for it;
+	// an upload handed to a write-back entry is used once it is zero.
+	inflight int
 }
 
 // upPart is an uploaded part: its ETag and the content it holds.
@@ -95,6 +115,14 @@ type upPart struct {
 	gen  uint64 // the part's partGen when its bytes were read
 	size int64
 }
+
+// errDetached fails a part upload whose multipart upload is no longer the
+// file's (handed to a write-back entry, or abandoned).
+var errDetached = errors.New("the multipart upload is no longer the file's")
+
+// errSealed refuses a new multipart upload for a file whose bytes a
+// pending write-back entry owns.
+var errSealed = errors.New("the file's upload is pending")
 
 // Open starts writing bucket/key. The caller holds one reference (see
 // Retain and Release).
@@ -107,7 +135,7 @@ func (m *Manager) Open(bucket, key string, o OpenOptions) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("staging file: %w", err)
 	}
-	f := &File{m: m, path: path, bucket: bucket, key: key, staging: sf, partGen: map[int32]uint64{}, refs: 1}
+	f := &File{m: m, path: path, bucket: bucket, key: key, staging: sf, partGen: map[int32]uint64{}, streaming: map[int32]bool{}, refs: 1}
 	f.cond = sync.NewCond(&f.mu)
 	f.exclusive = o.Exclusive
 	f.class = o.StorageClass
@@ -116,7 +144,7 @@ func (m *Manager) Open(bucket, key string, o OpenOptions) (*File, error) {
 	}
 	if o.Base != nil {
 		b := *o.Base
-		f.base, f.baseLen, f.size = &b, b.Size, b.Size
+		f.base, f.baseBucket, f.baseLen, f.size = &b, bucket, b.Size, b.Size
 		if f.class == "" && !store.Archived(b.StorageClass) && b.StorageClass != "STANDARD" {
 			f.class = b.StorageClass
 		}
@@ -141,12 +169,14 @@ func (f *File) Retain() {
 	f.mu.Unlock()
 }
 
-// Release drops a reference. The last one, when nothing is left to
-// upload, removes the staging file. It reports whether the file is gone.
+// Release drops a reference. The last one, unless a write-back upload is
+// pending, removes the staging file and abandons a multipart upload under
+// way: changes never committed are dropped (close() reported why). It
+// reports whether the file is gone.
 func (f *File) Release() bool {
 	f.mu.Lock()
 	f.refs--
-	gone := f.refs <= 0 && (!f.changed || f.removed) && !f.sealed
+	gone := f.refs == 0 && !f.sealed && f.wb == nil
 	f.mu.Unlock()
 	if gone {
 		f.bg.Wait()
@@ -159,12 +189,12 @@ func (f *File) Release() bool {
 // drop closes and removes the staging file.
 func (f *File) drop() {
 	f.mu.Lock()
-	sf := f.staging
+	sf, path := f.staging, f.path
 	f.staging = nil
 	f.mu.Unlock()
 	if sf != nil {
 		sf.Close()
-		os.Remove(f.path)
+		os.Remove(path)
 	}
 }
 
@@ -199,7 +229,8 @@ func (f *File) Metadata() map[string]string {
 
 // SetMetadata sets user metadata keys (an empty value deletes one); the
 // next commit stores them. A file whose bytes did not change is then
-// updated by a server-side copy, not an upload.
+// updated by a server-side copy, not an upload. A change made while a
+// commit runs is not lost: the file stays changed after it.
 func (f *File) SetMetadata(kv map[string]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -213,25 +244,28 @@ func (f *File) SetMetadata(kv map[string]string) {
 			f.meta[k] = v
 		}
 	}
+	f.metaGen++
 	if !f.changed {
 		f.changed, f.metaOnly = true, true
-	}
-	if f.wb != nil {
-		f.wb.metaChanged = true
 	}
 }
 
 // waitWritable waits until no commit runs and no write-back upload holds
-// the bytes. REQUIRES: f.mu held.
+// the bytes (a pending file gets a private copy). REQUIRES: f.mu held.
 func (f *File) waitWritable(ctx context.Context) error {
 	for f.committing || f.sealed {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if f.sealed && f.wb != nil {
+		if f.staging == nil || f.removed {
+			return syscall.EBADF
+		}
+		if f.sealed && !f.committing {
 			// A new change to a file whose upload is pending: the pending
 			// upload gives way to the next commit, which sends all.
-			f.unsealLocked()
+			if err := f.unsealLocked(ctx); err != nil {
+				return err
+			}
 			continue
 		}
 		waitCond(ctx, f.cond)
@@ -278,10 +312,16 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 		f.size = max(f.size, e)
 		f.touchLocked(off, e)
 	}
+	// The part upload is counted under the lock, so a commit that begins
+	// after this write waits for it.
 	stream := f.streamCandidateLocked(off)
+	if stream > 0 {
+		f.streaming[stream] = true
+		f.bg.Add(1)
+	}
 	f.mu.Unlock()
 	if stream > 0 {
-		f.startPart(stream)
+		go f.streamPart(stream)
 	}
 	if err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
@@ -316,6 +356,9 @@ func (f *File) Truncate(ctx context.Context, size int64) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if size == f.size && f.staging != nil && !f.removed {
+		return nil // nothing changes: a pending file needs no copy
+	}
 	if err := f.waitWritable(ctx); err != nil {
 		return err
 	}
@@ -379,7 +422,7 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 			}
 			return n, err
 		}
-		gen, base, bucket := f.gen, *f.base, f.bucket
+		gen, base, bucket := f.gen, *f.base, f.baseBucket
 		f.mu.Unlock()
 		for _, g := range fetch {
 			if err := getRange(ctx, f.m.st, bucket, base, g.off, p[g.off-off:g.end-off]); err != nil {
@@ -429,8 +472,9 @@ func getRange(ctx context.Context, st store.Store, bucket string, o store.Object
 }
 
 // fill fetches the bytes of [off, end) that belong to the base object
-// and are not in the staging file, into it. Called while committing
-// (writes wait), so nothing else changes those bytes.
+// and are not in the staging file, into it. Called while committing or
+// sealed, when no write changes those bytes; what it writes are the bytes
+// the file holds there anyway.
 func (f *File) fill(ctx context.Context, off, end int64) error {
 	f.mu.Lock()
 	var fetch []span
@@ -443,8 +487,11 @@ func (f *File) fill(ctx context.Context, off, end int64) error {
 	if f.base != nil {
 		base = *f.base
 	}
-	bucket, sf := f.bucket, f.staging
+	bucket, sf := f.baseBucket, f.staging
 	f.mu.Unlock()
+	if len(fetch) > 0 && sf == nil {
+		return syscall.EBADF
+	}
 	for _, g := range fetch {
 		buf := make([]byte, min(g.end-g.off, 8<<20))
 		for o := g.off; o < g.end; {
@@ -458,17 +505,12 @@ func (f *File) fill(ctx context.Context, off, end int64) error {
 			o += int64(len(b))
 		}
 		f.mu.Lock()
-		f.have = f.have.add(g.off, g.end)
+		if f.staging == sf {
+			f.have = f.have.add(g.off, g.end)
+		}
 		f.mu.Unlock()
 	}
 	return nil
-}
-
-// pendingSize is the size of the pending write-back upload.
-func (f *File) pendingSize() int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.size
 }
 
 // errNameTooLong is the error for a key longer than S3 allows.
@@ -482,12 +524,12 @@ func errNameTooLong(key string) error {
 func (f *File) Rebase(bucket, key string, o store.Object) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.changed || f.sealed || f.committing {
+	if f.changed || f.sealed || f.committing || f.wb != nil {
 		return false
 	}
 	b := o
 	f.bucket, f.key = bucket, key
-	f.base = &b
+	f.base, f.baseBucket = &b, bucket
 	f.baseLen = min(f.size, o.Size)
 	f.class = o.StorageClass
 	f.meta = maps.Clone(o.Metadata)
@@ -495,34 +537,52 @@ func (f *File) Rebase(bucket, key string, o store.Object) bool {
 }
 
 // RenamePending renames a file whose write-back upload is pending: the
-// upload goes to the new name and nothing of the old one stays. It
-// reports false when nothing is pending (the caller renames in the store).
+// upload goes to the new name and nothing of the old one stays (once the
+// upload lands, the object the old name held when the file was opened,
+// or an earlier attempt stored there, is deleted unless someone else
+// replaced it meanwhile). A rename replaces its target, so an O_EXCL
+// create becomes a plain one. It reports false when nothing is pending
+// (the caller renames in the store; under write-back, a changed file is
+// pending only once committed).
 func (f *File) RenamePending(bucket, key string) (bool, error) {
+	if len(key) > store.MaxKeyLen {
+		return false, errNameTooLong(key)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.sealed || f.wb == nil {
 		return false, nil
 	}
-	f.bucket, f.key = bucket, key
-	f.wb.rec.Bucket, f.wb.rec.Key = bucket, key
-	f.wb.version++
-	if err := f.m.journal.write(f.wb.id, f.wb.rec); err != nil {
+	if bucket == f.bucket && key == f.key {
+		return true, nil
+	}
+	rec := f.wb.rec
+	rec.Bucket, rec.Key, rec.Exclusive = bucket, key, false
+	if f.base != nil && f.baseBucket == f.bucket && f.base.Key == f.key {
+		rec.Drop = append(slices.Clone(rec.Drop), objRef{Bucket: f.bucket, Key: f.key, ETag: f.base.ETag})
+	}
+	if err := f.m.journal.write(f.wb.id, rec); err != nil {
 		return true, err
 	}
-	if f.wb.cancel != nil {
-		f.wb.cancel()
-	}
+	f.wb.rec = rec
+	f.wb.version++
+	f.bucket, f.key, f.exclusive = bucket, key, false
+	f.wb.interrupt()
 	return true, nil
 }
 
-// Remove marks the file unlinked: nothing more is committed, a pending
-// write-back upload is dropped, and the staging file goes with the last
-// reference.
+// Remove marks the file unlinked: nothing more is committed (a commit
+// under way is cancelled), a pending write-back upload is dropped, and
+// the staging file goes with the last reference. Wait then returns once
+// nothing of the file can land in the store any more.
 func (f *File) Remove() {
 	f.mu.Lock()
 	f.removed = true
-	if f.wb != nil && f.wb.cancel != nil {
-		f.wb.cancel()
+	if f.commitCancel != nil {
+		f.commitCancel()
+	}
+	if f.wb != nil {
+		f.wb.interrupt()
 	}
 	f.cond.Broadcast()
 	f.mu.Unlock()

@@ -49,8 +49,12 @@ func (r ranges) covers(off, end int64) bool {
 	return i < len(r) && r[i].off <= off && r[i].end >= end
 }
 
-// overlaps reports whether any byte of [off, end) is in the set.
+// overlaps reports whether any byte of [off, end) is in the set (an
+// empty range overlaps nothing).
 func (r ranges) overlaps(off, end int64) bool {
+	if off >= end {
+		return false
+	}
 	i := sort.Search(len(r), func(i int) bool { return r[i].end > off })
 	return i < len(r) && r[i].off < end
 }

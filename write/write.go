@@ -24,11 +24,25 @@
 // acknowledged the object, and its error otherwise. With write-back
 // (journal.go), Commit returns once the staging file and a journal record
 // are fsynced in the cache directory; an uploader then retries without
-// end, across restarts of the daemon.
+// end, across restarts of the daemon, except after a failed precondition
+// (the original object changed, or an O_EXCL name was taken), which is
+// final. O_EXCL creates use If-None-Match, or on a server without it a
+// HEAD just before the write.
 //
-// Lock order: Manager.mu -> File.mu; File.createMu (held across the
-// CreateMultipartUpload request) -> File.mu. journal.mu is a leaf. No
-// lock is held across a store request except createMu.
+// Lock order: File.createMu (held across the CreateMultipartUpload
+// request) -> File.mu -> {Manager.pmu, journal.mu}; Manager.mu is a leaf.
+// The pending set (pmu) changes under the File.mu of the file it lists,
+// together with the file's entry, and readers copy it before looking at
+// the files. A record is written under its File's mu, so the records of
+// one entry reach the disk in the order they were made. No lock is held
+// across a store request except createMu.
+//
+// What a commit sends is exactly what the file holds: bytes come from the
+// staging file, parts that went up while writing count only when their
+// content has not changed since (partGen), and every byte taken from the
+// original object is read or copied under its ETag (If-Match,
+// x-amz-copy-source-if-match), so a changed original fails the commit
+// with ErrPreconditionFailed instead of mixing versions.
 package write
 
 import (
@@ -104,17 +118,26 @@ type Manager struct {
 	maxRetryDelay   time.Duration
 	sem             chan struct{} // part uploads in flight, whole mount
 	journal         *journal      // nil without write-back
+	// copyLimit is the largest object one CopyObject copies; larger ones
+	// are copied in parts of copyPart bytes (tests lower both).
+	copyLimit, copyPart int64
 
 	// Mutable state
-	seq           atomic.Uint64 // names staging files
-	noIfNoneMatch atomic.Bool   // the server refused If-None-Match once
-	bg            sync.WaitGroup
+	seq           atomic.Uint64   // names staging files
+	noIfNoneMatch atomic.Bool     // the server refused If-None-Match once
+	bg            sync.WaitGroup  // uploaders; Add under mu, never once closing
 	ctx           context.Context // background work; cancelled by Close
 	cancel        context.CancelFunc
 
-	mu      sync.Mutex         // protects the following
-	pending map[*File]struct{} // GUARDED_BY(mu); write-back uploads not done
-	closed  bool               // GUARDED_BY(mu)
+	mu sync.Mutex // protects the following; a leaf
+	// closing is set by Close: no uploader starts after it (bg.Add must
+	// not race bg.Wait); new entries stay in the journal.
+	closing bool // GUARDED_BY(mu)
+
+	pmu sync.Mutex // protects the following; taken under File.mu
+	// pending are the files with a write-back entry.
+	// INVARIANT: f is in pending iff f.wb != nil (both change under f.mu).
+	pending map[*File]struct{} // GUARDED_BY(pmu)
 
 	// Counters (atomics)
 	bytesUploaded, partsUploaded, objectsWritten  atomic.Int64
@@ -160,7 +183,8 @@ func New(o Options) (*Manager, error) {
 		dir: o.Dir, writeBack: o.WriteBack, lay: newLayout(o.PartSize),
 		minFree: o.MinFree, class: o.StorageClass,
 		retryDelay: o.RetryDelay, maxRetryDelay: o.MaxRetryDelay,
-		sem:     make(chan struct{}, o.MaxUploads),
+		sem:       make(chan struct{}, o.MaxUploads),
+		copyLimit: store.MaxPartSize, copyPart: store.MaxPartSize / 5,
 		pending: map[*File]struct{}{},
 	}
 	if m.dir == "" {
@@ -214,19 +238,44 @@ func (m *Manager) Counters() []counters.Counter {
 
 // Pending returns the write-back uploads not finished: files and bytes.
 func (m *Manager) Pending() (files int, bytes int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for f := range m.pending {
-		files++
-		bytes += f.pendingSize()
+	for _, f := range m.pendingFiles() {
+		if pending, size := f.Pending(); pending {
+			files++
+			bytes += size
+		}
 	}
 	return files, bytes
+}
+
+// pendingFiles copies the pending set.
+func (m *Manager) pendingFiles() []*File {
+	m.pmu.Lock()
+	defer m.pmu.Unlock()
+	out := make([]*File, 0, len(m.pending))
+	for f := range m.pending {
+		out = append(out, f)
+	}
+	return out
+}
+
+// setPending lists f as pending or not. REQUIRES: f.mu held.
+func (m *Manager) setPending(f *File, on bool) {
+	m.pmu.Lock()
+	defer m.pmu.Unlock()
+	if on {
+		m.pending[f] = struct{}{}
+	} else {
+		delete(m.pending, f)
+	}
 }
 
 // Close waits for pending write-back uploads until ctx ends, then stops
 // background work. What is left stays in the journal for the next start.
 // It returns how many uploads were left.
 func (m *Manager) Close(ctx context.Context) (left int) {
+	m.mu.Lock()
+	m.closing = true
+	m.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		m.bg.Wait()
@@ -236,12 +285,9 @@ func (m *Manager) Close(ctx context.Context) (left int) {
 	case <-done:
 	case <-ctx.Done():
 	}
-	m.mu.Lock()
-	m.closed = true
-	left = len(m.pending)
-	m.mu.Unlock()
 	m.cancel()
 	<-done
+	left, _ = m.Pending()
 	if m.private {
 		os.RemoveAll(m.dir)
 	}
@@ -284,4 +330,49 @@ func (m *Manager) acquire(ctx context.Context) error {
 func (m *Manager) release() {
 	m.uploadsInFlight.Add(-1)
 	<-m.sem
+}
+
+// checkAbsent stands in for If-None-Match on a server without it: a HEAD
+// that finds the key fails the create as the condition would have (op
+// names the write, so callers tell an exclusive conflict apart). It
+// cannot stop two machines creating the same name at once.
+func (m *Manager) checkAbsent(ctx context.Context, op, bucket, key string) error {
+	_, err := m.st.Head(ctx, bucket, key)
+	switch {
+	case err == nil:
+		return &store.Error{Op: op, Bucket: bucket, Key: key, Status: 412, Code: "PreconditionFailed",
+			Kind: store.ErrPreconditionFailed, Err: errors.New("the key exists (HEAD: the server does not support If-None-Match)")}
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	default:
+		return err
+	}
+}
+
+// noConditional remembers that the server refuses If-None-Match, logged once.
+func (m *Manager) noConditional(err error) {
+	if !m.noIfNoneMatch.Swap(true) {
+		m.log.WithError(err).Warn("the store does not support If-None-Match: O_EXCL creates fall back to checking with HEAD, which cannot stop two machines creating the same name at once")
+	}
+}
+
+// createIfAbsent runs one create-if-absent write (PUT or
+// CompleteMultipartUpload, op) with If-None-Match when exclusive; on a
+// server that refuses the header it falls back, once and for good, to a
+// HEAD before the write. Without exclusive it just writes.
+func (m *Manager) createIfAbsent(ctx context.Context, op, bucket, key string, exclusive bool, do func(ifNoneMatch bool) (*store.Object, error)) (*store.Object, error) {
+	if !exclusive {
+		return do(false)
+	}
+	if !m.noIfNoneMatch.Load() {
+		o, err := do(true)
+		if err == nil || !errors.Is(err, store.ErrNotImplemented) {
+			return o, err
+		}
+		m.noConditional(err)
+	}
+	if err := m.checkAbsent(ctx, op, bucket, key); err != nil {
+		return nil, err
+	}
+	return do(false)
 }
