@@ -453,13 +453,18 @@ func (d *dirNode) childInode(ctx context.Context, e entry, out *fuse.EntryOut) *
 	if wr := d.m.cfg.Writer; wr != nil {
 		// A file whose write-back upload is pending from an earlier run
 		// reads from the journal until it is stored.
-		if w := wr.Lookup(d.bucket, key); w != nil {
+		if w := wr.Acquire(d.bucket, key); w != nil {
 			f.mu.Lock()
-			if f.w == nil {
-				w.Retain()
+			adopt := f.w == nil
+			if adopt {
 				f.w = w
 			}
 			f.mu.Unlock()
+			if adopt {
+				w.OnStored(f.landed(w))
+			} else {
+				w.Release()
+			}
 		}
 	}
 	f.fillAttr(&out.Attr)

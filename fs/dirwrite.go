@@ -91,6 +91,7 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		w.Release()
 		return nil, nil, 0, syscall.EIO
 	}
+	w.OnStored(f.landed(w))
 	f.mu.Lock()
 	old := f.w
 	w.Retain() // the node's reference
@@ -145,16 +146,26 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		return syscall.EISDIR
 	}
 	key := d.pfx() + name
+	stored := true
 	if f := d.fileChild(name, key); f != nil {
+		f.mu.Lock()
+		stored = f.meta.ETag != ""
+		f.mu.Unlock()
 		if errno := f.unlink(ctx); errno != 0 {
 			return errno
 		}
-	} else if w := d.m.cfg.Writer.Lookup(d.bucket, key); w != nil {
+	} else if w := d.m.cfg.Writer.Acquire(d.bucket, key); w != nil {
 		w.Remove()
 		w.Wait(context.WithoutCancel(ctx))
+		w.Release()
 	}
 	if err := d.m.cfg.Writer.Delete(ctx, d.bucket, key); err != nil {
-		return d.changeErrno(err, "unlink", name)
+		if stored {
+			return d.changeErrno(err, "unlink", name)
+		}
+		// A file only the mount had (a write-back upload that had not
+		// landed, now called off): it is gone; the delete only made sure.
+		d.log().WithField("name", name).WithError(err).Warn("unlink of a file not yet stored: the delete that makes sure failed; if its upload had landed just before, the object stays")
 	}
 	d.noteGone(name)
 	return 0
@@ -351,6 +362,14 @@ func (d *dirNode) renameFile(ctx context.Context, name string, e entry, nd *dirN
 			if w.Changed() {
 				if errno := f.commit(ctx, w, "rename"); errno != 0 {
 					return errno
+				}
+				// Under --write-back the commit made it pending.
+				if handled, err := w.RenamePending(d.bucket, newKey); handled {
+					if err != nil {
+						return f.writeErrno(err, "rename")
+					}
+					d.movedFile(f, name, nd, newName, store.Object{})
+					return 0
 				}
 			}
 		}

@@ -77,7 +77,7 @@ func (f *fileNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 		f.fillAttr(&out.Attr)
 		return 0
 	}
-	if errno := f.changeStaged(ctx, kv, size, hasSize); errno != 0 {
+	if errno := f.changeStaged(ctx, kv, size, hasSize, isWriteHandle(fh)); errno != 0 {
 		return errno
 	}
 	f.fillAttr(&out.Attr)
@@ -90,12 +90,14 @@ func isWriteHandle(fh gofs.FileHandle) bool {
 }
 
 // changeStaged applies a size and metadata change: to the staged content
-// when the file has some, else through a short-lived one that is
-// committed at once. Without open writers, the change is committed now
-// (there is no close() to report a failure).
-func (f *fileNode) changeStaged(ctx context.Context, kv map[string]string, size uint64, hasSize bool) syscall.Errno {
+// when the file has some, else through a short-lived one. A change made
+// through a file open for writing (ftruncate, futimens) is stored when it
+// is closed; any other (truncate, utimes, chmod by path) is committed now,
+// since no close() would report its failure (and the kernel may not yet
+// have released a writer that closed just before).
+func (f *fileNode) changeStaged(ctx context.Context, kv map[string]string, size uint64, hasSize, viaHandle bool) syscall.Errno {
 	f.mu.Lock()
-	w, writers := f.w, f.writers
+	w := f.w
 	if w != nil {
 		w.Retain()
 	}
@@ -119,7 +121,7 @@ func (f *fileNode) changeStaged(ctx context.Context, kv map[string]string, size 
 		}
 	}
 	w.SetMetadata(kv)
-	if writers > 0 {
+	if viaHandle {
 		return 0
 	}
 	return f.commit(ctx, w, "setattr")

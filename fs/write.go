@@ -128,7 +128,24 @@ func (f *fileNode) stage(ctx context.Context, empty bool) (*write.File, syscall.
 	w.Retain() // the node's reference; the caller keeps the one Open gave
 	f.w = w
 	f.keptETag = ""
+	w.OnStored(f.landed(w))
 	return w, 0
+}
+
+// landed returns what to do when a write-back upload of w lands: show
+// the stored object, and let the staged content go if no one uses it.
+func (f *fileNode) landed(w *write.File) func(store.Object) {
+	return func(o store.Object) {
+		f.mu.Lock()
+		same := f.w == w && !f.unlinked
+		f.mu.Unlock()
+		if !same {
+			return
+		}
+		f.setMeta(o, f.m.now(), true)
+		f.noteInParent(o)
+		f.dropStaged()
+	}
 }
 
 // opened counts a new handle of f.

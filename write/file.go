@@ -76,6 +76,8 @@ type File struct {
 	// finishing counts entries detached from the file whose journal files
 	// are not cleared yet (Manager.finish).
 	finishing int // GUARDED_BY(mu)
+	// onStored is called when a write-back upload lands (OnStored).
+	onStored func(store.Object) // GUARDED_BY(mu)
 	// gen counts changes of the bytes; partGen is the gen of each part's
 	// last change. metaGen counts metadata changes.
 	gen     uint64           // GUARDED_BY(mu)

@@ -3,6 +3,8 @@ package write
 import (
 	"context"
 	"strings"
+
+	"github.com/bucketfs/bucketfs/store"
 )
 
 // PendingUnder lists the pending write-back files anywhere under prefix
@@ -66,6 +68,15 @@ func (f *File) pendingName() (bucket, key string, pending bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.bucket, f.key, f.wb != nil
+}
+
+// OnStored sets fn to be called (with no lock held) when a write-back
+// upload of f lands and nothing newer of it is pending, with the object
+// the store now holds: the file system shows it from then on.
+func (f *File) OnStored(fn func(store.Object)) {
+	f.mu.Lock()
+	f.onStored = fn
+	f.mu.Unlock()
 }
 
 // Pending reports whether a write-back upload of f is not finished, and

@@ -87,6 +87,17 @@ func (m *Manager) uploader(f *File, e, prev *entry) {
 				m.objectsWritten.Add(1)
 				m.dropNames(log, rec.Bucket, rec.Key, append(rec.Drop, landed...))
 				m.finish(f, e, false)
+				f.mu.Lock()
+				fn, last := f.onStored, f.wb == nil
+				f.mu.Unlock()
+				if fn != nil && last {
+					o := obj
+					o.Key, o.Size = rec.Key, rec.Size
+					if o.Metadata == nil {
+						o.Metadata = rec.Meta
+					}
+					fn(o)
+				}
 				return
 			}
 			landed = append(landed, objRef{Bucket: rec.Bucket, Key: rec.Key, ETag: obj.ETag})
