@@ -475,3 +475,33 @@ func TestReleaseDropsUncommitted(t *testing.T) {
 		fx.wantAbsent(t, "b", "d")
 	}
 }
+
+// TestRemovedFileStaysUsable: a removed (unlinked) file still takes
+// writes and answers reads for whoever has it open, and its commit
+// stores nothing.
+func TestRemovedFileStaysUsable(t *testing.T) {
+	fx := newFixture(t, nil)
+	ctx := context.Background()
+	f, err := fx.m.Open("b", "gone", OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Release()
+	if _, err := f.WriteAt(ctx, []byte("before"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Remove()
+	if _, err := f.WriteAt(ctx, []byte(" after"), 6); err != nil {
+		t.Fatalf("write after remove: %v", err)
+	}
+	got := make([]byte, 12)
+	if n, err := f.ReadAt(ctx, got, 0); err != nil || string(got[:n]) != "before after" {
+		t.Fatalf("read after remove: %q, %v", got[:n], err)
+	}
+	if _, err := f.Commit(ctx); err != nil {
+		t.Fatalf("commit after remove: %v", err)
+	}
+	if _, err := fx.st.Head(ctx, "b", "gone"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a removed file was stored: %v", err)
+	}
+}

@@ -253,13 +253,16 @@ func (f *File) SetMetadata(kv map[string]string) {
 }
 
 // waitWritable waits until no commit runs and no write-back upload holds
-// the bytes (a pending file gets a private copy). REQUIRES: f.mu held.
+// the bytes (a pending file gets a private copy). A removed (unlinked)
+// file takes writes at once: they are never stored, but what is still
+// open reads them, as POSIX keeps an unlinked file for its open
+// descriptors. REQUIRES: f.mu held.
 func (f *File) waitWritable(ctx context.Context) error {
-	for f.committing || f.sealed {
+	for (f.committing || f.sealed) && !f.removed {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if f.staging == nil || f.removed {
+		if f.staging == nil {
 			return syscall.EBADF
 		}
 		if f.sealed && !f.committing {
@@ -272,7 +275,7 @@ func (f *File) waitWritable(ctx context.Context) error {
 		}
 		waitCond(ctx, f.cond)
 	}
-	if f.staging == nil || f.removed {
+	if f.staging == nil {
 		return syscall.EBADF
 	}
 	return nil
