@@ -59,6 +59,10 @@ type dirNode struct {
 	// mtime is the directory's own, from its marker's metadata; zero
 	// when unknown (the mount's start time is shown).
 	mtime time.Time // GUARDED_BY(mu)
+	// madeHere is set on a directory this mount made: its listing, empty
+	// then and patched by every change since, answers misses for the
+	// whole metadata TTL.
+	madeHere bool // GUARDED_BY(mu)
 }
 
 // pfx returns the directory's key prefix.
@@ -165,8 +169,10 @@ func (d *dirNode) lookupEntry(ctx context.Context, name string) (entry, bool, er
 	d.mu.Lock()
 	if d.entries != nil && now.Sub(d.listedAt) < ttl {
 		// A name in the listing is trusted for the TTL; a name missing
-		// from it only for the negative TTL, so new uploads show up.
-		if e, ok := d.entries[name]; ok || now.Sub(d.listedAt) < negTTL {
+		// from it only for the negative TTL, so new uploads show up,
+		// except in a directory this mount made (mkdir), whose names
+		// it knows: cp -r into it costs no lookup per new file.
+		if e, ok := d.entries[name]; ok || now.Sub(d.listedAt) < negTTL || d.madeHere {
 			d.mu.Unlock()
 			return e, ok, nil
 		}
@@ -300,6 +306,7 @@ func (d *dirNode) listing(ctx context.Context) (map[string]entry, []string, erro
 		var bytes int64
 		if fl.err == nil {
 			d.entries, d.names, d.listedAt = fl.entries, fl.names, now
+			d.madeHere = false
 			d.listBytes = listingBytes(fl.entries)
 			// A full listing supersedes single-name answers.
 			d.lookups = nil

@@ -126,7 +126,24 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	}
 	e := entry{name: name, dir: true, seen: d.m.now()}
 	d.noteEntry(e)
-	return d.childInode(ctx, e, out), 0
+	ch := d.childInode(ctx, e, out)
+	if sub, ok := ch.Operations().(*dirNode); ok {
+		sub.madeNow()
+	}
+	return ch, 0
+}
+
+// madeNow records that d was just made (by Mkdir): it is empty, and its
+// names are what this mount adds to it.
+func (d *dirNode) madeNow() {
+	now := d.m.now()
+	d.mu.Lock()
+	d.entries, d.names, d.listedAt, d.lookups, d.listBytes = map[string]entry{}, nil, now, nil, 0
+	d.madeHere = true
+	d.mtime = now
+	bytes := d.cachedBytesLocked()
+	d.mu.Unlock()
+	d.m.listings.stored(d, bytes)
 }
 
 // Unlink implements gofs.NodeUnlinker. A file still open keeps what was

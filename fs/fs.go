@@ -305,8 +305,10 @@ func Mount(dir string, cfg Config, mo MountOptions) (*fuse.Server, error) {
 			DirectMount:   true,
 			// Not "ro" and no default_permissions: see access.go.
 			Options: []string{},
-			// Security labels are never stored in S3; answering them in the
-			// kernel saves a round trip per file access.
+			// Security labels are never stored in S3: go-fuse answers
+			// them without calling the tree. (The kernel still sends
+			// one, security.capability, before each write: go-fuse does
+			// not offer HANDLE_KILLPRIV, which would stop it.)
 			IgnoreSecurityLabels: true,
 			// Replies come from memory buffers, never from a file
 			// descriptor: go-fuse would set up a pipe for each read reply

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -299,5 +300,30 @@ func TestMountWriteTouchesMtime(t *testing.T) {
 	}
 	if got := stored(t, f, "x"); string(got) != "oldnew!" {
 		t.Fatalf("stored %q", got)
+	}
+}
+
+// TestMountWriteNewDirNoLookups: files copied into a directory the mount
+// just made cost no HEAD or LIST each: the mount knows it is empty.
+func TestMountWriteNewDirNoLookups(t *testing.T) {
+	f := store.NewFake()
+	f.CreateBucket("b")
+	dir := writeMount(t, f, nil)
+	d := filepath.Join(dir, "new")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	heads, lists := f.Calls("HeadObject"), f.Calls("ListObjectsV2")
+	for i := range 20 {
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%02d", i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, l := f.Calls("HeadObject")-heads, f.Calls("ListObjectsV2")-lists; h != 0 || l != 0 {
+		t.Errorf("20 new files cost %d HEAD and %d LIST", h, l)
+	}
+	names, err := os.ReadDir(d)
+	if err != nil || len(names) != 20 {
+		t.Fatalf("listing: %d names, %v", len(names), err)
 	}
 }
