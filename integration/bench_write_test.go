@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/bucketfs/bucketfs/integration/proxy"
 	"golang.org/x/sys/unix"
 )
 
@@ -181,20 +182,35 @@ func (e *benchEnv) smallFiles() {
 		readFile(p, 0)
 	}
 
-	m := e.benchMount()
-	e.px.Reset()
-	start := time.Now()
-	out, err := exec.Command("cp", "-r", src, filepath.Join(m.Dir, "small")).CombinedOutput()
-	d := time.Since(start)
-	if err != nil {
-		e.t.Fatalf("workload 13: cp -r: %v: %s", err, out)
+	// Default mount: each close waits for its PUT. With --write-back:
+	// cp -r, then bucketfs sync until every file is in the store, timed
+	// together (so both rows end with the same objects stored).
+	copyIn := func(writeBack bool) (time.Duration, proxy.Stats) {
+		var extra []string
+		if writeBack {
+			extra = []string{"--cache-dir", e.t.TempDir(), "--write-back"}
+		}
+		m := e.benchMount(extra...)
+		e.px.Reset()
+		start := time.Now()
+		out, err := exec.Command("cp", "-r", src, filepath.Join(m.Dir, "small")).CombinedOutput()
+		if err == nil && writeBack {
+			out, err = exec.Command(bin, "sync", "--timeout", "5m", m.Dir).CombinedOutput()
+		}
+		d := time.Since(start)
+		if err != nil {
+			e.t.Fatalf("workload 13: cp -r: %v: %s", err, out)
+		}
+		st := e.px.Stats()
+		m.Stop()
+		if n, got := e.countPrefix("small/"); n != files || got != files*size {
+			e.t.Errorf("workload 13: the bucket holds %d objects (%d bytes) under small/, want %d (%d bytes)", n, got, files, files*size)
+		}
+		e.deletePrefix("small/")
+		return d, st
 	}
-	st := e.px.Stats()
-	m.Stop()
-	if n, got := e.countPrefix("small/"); n != files || got != files*size {
-		e.t.Errorf("workload 13: the bucket holds %d objects (%d bytes) under small/, want %d (%d bytes)", n, got, files, files*size)
-	}
-	e.deletePrefix("small/")
+	d, st := copyIn(false)
+	dwb, stwb := copyIn(true)
 
 	best, bestConc := time.Duration(0), 0
 	var sweep []string
@@ -208,10 +224,15 @@ func (e *benchEnv) smallFiles() {
 	}
 	ratio := best.Seconds() / d.Seconds()
 	perFile := func(n int64) string { return fmt.Sprintf("%.2f", float64(n)/files) }
-	e.row("13. cp -r of 2,000 files of 100 KiB", fmt.Sprintf("%.1f s (%.1f ms a file)", d.Seconds(), float64(d)/1e6/files),
+	e.row("13a. cp -r of 2,000 files of 100 KiB, close waits for each upload", fmt.Sprintf("%.1f s (%.1f ms a file)", d.Seconds(), float64(d)/1e6/files),
 		fmt.Sprintf("%.2f s", best.Seconds()), fmt.Sprintf("%.2f", ratio),
-		fmt.Sprintf("goal ≥ 0.5: %s; limit: PUTs of the same files, %d at a time (sweep %s); per file the mount sent %s PUTs, %s HEADs, %s LISTs, %s others; cp copies one file at a time and each costs two round trips: the lookup of the new name (HEAD and LIST at once; the directory, made by this mount, was never listed) and the PUT that close waits for; geesefs publishes 25 s for 6,400 files and s3fs 53 min",
-			metOrNot(ratio >= 0.5), bestConc, strings.Join(sweep, ", "), perFile(st.Puts), perFile(st.Heads), perFile(st.Lists), perFile(st.Others)))
+		fmt.Sprintf("limit: PUTs of the same files, %d at a time (sweep %s); per file the mount sent %s PUTs, %s HEADs, %s LISTs, %s others; cp copies one file at a time and each close waits for its PUT, a round trip of the store's 20 ms, so this row cannot reach 0.5 (at most about 0.18 here): that is what 13b is for; geesefs publishes 25 s for 6,400 files and s3fs 53 min, neither waiting for the store at close",
+			bestConc, strings.Join(sweep, ", "), perFile(st.Puts), perFile(st.Heads), perFile(st.Lists), perFile(st.Others)))
+	ratioWB := best.Seconds() / dwb.Seconds()
+	e.row("13b. the same with --write-back, until bucketfs sync returns", fmt.Sprintf("%.1f s (%.1f ms a file)", dwb.Seconds(), float64(dwb)/1e6/files),
+		fmt.Sprintf("%.2f s", best.Seconds()), fmt.Sprintf("%.2f", ratioWB),
+		fmt.Sprintf("goal ≥ 0.5: %s; close returns once the file and its journal record are fsynced on local disk; uploads go in the background, --max-uploads at a time; timed until every object is in the store; per file the mount sent %s PUTs, %s HEADs, %s LISTs, %s others",
+			metOrNot(ratioWB >= 0.5), perFile(stwb.Puts), perFile(stwb.Heads), perFile(stwb.Lists), perFile(stwb.Others)))
 }
 
 // writeMemory runs workload 14: the daemon's peak RSS while it writes
