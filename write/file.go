@@ -73,6 +73,9 @@ type File struct {
 	// INVARIANT: sealed implies wb != nil.
 	sealed bool   // GUARDED_BY(mu)
 	wb     *entry // GUARDED_BY(mu); the newest write-back entry, if any
+	// chain names the file's write-back entries in the journal (the id of
+	// its first one), so a start sends only the newest (record.Chain).
+	chain string // GUARDED_BY(mu)
 	// finishing counts entries detached from the file whose journal files
 	// are not cleared yet (Manager.finish).
 	finishing int // GUARDED_BY(mu)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +30,10 @@ import (
 // rest.
 //
 // At start (Manager.Start) every entry found is sent again: the multipart
-// uploads it had begun are aborted first, so no stale upload is left.
+// uploads it had begun are aborted first, so no stale upload is left. Of
+// the entries of one file (record.Chain) only the newest is sent: an
+// older one still in the journal (the daemon stopped before its uploader
+// cleared it) is dropped, so it cannot land over the newer one.
 //
 // While its upload is pending a file is sealed: its bytes are what is
 // being sent. A new write to it makes a complete private copy of the
@@ -107,6 +111,11 @@ type record struct {
 	// holds that ETag.
 	Drop   []objRef  `json:"drop,omitempty"`
 	Closed time.Time `json:"closed"`
+	// Chain is the id of the first entry of the file this entry is a
+	// version of (empty: this entry's own id). Of the entries of one
+	// chain, only the newest (highest id) is sent at start: the others
+	// are older versions it supersedes.
+	Chain string `json:"chain,omitempty"`
 }
 
 // upRef names a multipart upload.
@@ -127,7 +136,16 @@ func openJournal(dir string) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("write-back journal: %w", err)
 	}
-	return &journal{dir: dir, seq: time.Now().UnixNano()}, nil
+	// Ids grow across runs too, even if the clock went back: a start
+	// tells a file's newest entry by its id (record.Chain).
+	seq := time.Now().UnixNano()
+	names, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	for _, p := range names {
+		if n, err := strconv.ParseInt(strings.TrimSuffix(filepath.Base(p), ".json"), 36, 64); err == nil {
+			seq = max(seq, n)
+		}
+	}
+	return &journal{dir: dir, seq: seq}, nil
 }
 
 func (j *journal) newID() string {
@@ -306,6 +324,16 @@ func (f *File) commitBack(ctx context.Context) (store.Object, error) {
 		Written: toPairs(s.written), Meta: s.meta, Class: s.class, Exclusive: s.exclusive,
 		MetaOnly: s.metaOnly, Closed: f.m.now(),
 	}
+	old := f.wb
+	if f.chain == "" {
+		f.chain = id
+	}
+	rec.Chain = f.chain
+	if old != nil {
+		// The older entry's names to clear (a rename's old name) are this
+		// one's: the older one will not land.
+		rec.Drop = slices.Clone(old.rec.Drop)
+	}
 	if f.up != nil {
 		// The parts that went up while writing: the entry takes them.
 		rec.Uploads = []upRef{{Bucket: f.up.bucket, Key: f.up.key, ID: f.up.id}}
@@ -315,7 +343,6 @@ func (f *File) commitBack(ctx context.Context) (store.Object, error) {
 		os.Remove(j.dataPath(id))
 		return store.Object{}, err
 	}
-	old := f.wb
 	e := &entry{id: id, rec: rec, done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	if f.up != nil {
 		e.stream, e.streamGen = f.up, maps.Clone(f.partGen)

@@ -283,7 +283,12 @@ func (m *Manager) Start(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	found := 0
+	type found1 struct {
+		id  string
+		rec record
+	}
+	var recs []found1
+	newest := map[string]string{} // chain -> its newest entry's id
 	for _, p := range names {
 		id := strings.TrimSuffix(filepath.Base(p), ".json")
 		b, err := os.ReadFile(p)
@@ -297,6 +302,28 @@ func (m *Manager) Start(ctx context.Context) (int, error) {
 		}
 		if _, err := os.Stat(m.journal.dataPath(id)); err != nil {
 			m.log.WithField("journal", id).WithError(err).Error("write-back record without its data; left in place")
+			continue
+		}
+		if rec.Chain == "" {
+			rec.Chain = id
+		}
+		if n, ok := newest[rec.Chain]; !ok || idLess(n, id) {
+			newest[rec.Chain] = id
+		}
+		recs = append(recs, found1{id, rec})
+	}
+	found := 0
+	for _, r := range recs {
+		id, rec := r.id, r.rec
+		if newest[rec.Chain] != id {
+			// An older version of a file whose newer entry is here too
+			// (the daemon stopped before the older one's uploader cleared
+			// it): sending it could land it over the newer one.
+			for _, u := range rec.Uploads {
+				m.abort(&mpu{bucket: u.Bucket, key: u.Key, id: u.ID})
+			}
+			m.log.WithFields(logrus.Fields{"journal": id, "bucket": rec.Bucket, "key": rec.Key, "newer": newest[rec.Chain]}).Info("dropping a write-back entry superseded by a newer version of the file")
+			m.journal.remove(id)
 			continue
 		}
 		var kept []upRef
@@ -317,7 +344,8 @@ func (m *Manager) Start(ctx context.Context) (int, error) {
 		}
 		f := &File{m: m, path: m.journal.dataPath(id), bucket: rec.Bucket, key: rec.Key, staging: sf,
 			size: rec.Size, base: rec.Base, baseBucket: baseBucket, baseLen: rec.BaseLen, written: fromPairs(rec.Written),
-			meta: rec.Meta, class: rec.Class, partGen: map[int32]uint64{}, streaming: map[int32]bool{}, refs: 1, sealed: true}
+			meta: rec.Meta, class: rec.Class, partGen: map[int32]uint64{}, streaming: map[int32]bool{}, refs: 1, sealed: true,
+			chain: rec.Chain}
 		f.have = f.written
 		f.cond = sync.NewCond(&f.mu)
 		e := &entry{id: id, rec: rec, done: make(chan struct{}), wake: make(chan struct{}, 1)}
@@ -338,4 +366,12 @@ func (m *Manager) Start(ctx context.Context) (int, error) {
 		go m.uploader(f, e, nil)
 	}
 	return found, nil
+}
+
+// idLess orders journal ids (base 36 counters, unpadded) by age.
+func idLess(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
 }
