@@ -479,6 +479,24 @@ func getRange(ctx context.Context, st store.Store, bucket string, o store.Object
 	return nil
 }
 
+// copyRange copies n bytes at off of the base object o (If-Match) into
+// the same offsets of sf.
+func copyRange(ctx context.Context, st store.Store, bucket string, o store.Object, off, n int64, sf *os.File) error {
+	out, err := st.Get(ctx, store.GetInput{Bucket: bucket, Key: o.Key, Offset: off, Length: n, IfMatch: o.ETag})
+	if err != nil {
+		return err
+	}
+	defer out.Body.Close()
+	got, err := io.CopyBuffer(io.NewOffsetWriter(sf, off), io.LimitReader(out.Body, n), make([]byte, 256<<10))
+	if err == nil && got != n {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return fmt.Errorf("GetObject %s/%s into the staging file (%d bytes of %d): %w", bucket, o.Key, got, n, err)
+	}
+	return nil
+}
+
 // fill fetches the bytes of [off, end) that belong to the base object
 // and are not in the staging file, into it. Called while committing or
 // sealed, when no write changes those bytes; what it writes are the bytes
@@ -501,16 +519,10 @@ func (f *File) fill(ctx context.Context, off, end int64) error {
 		return syscall.EBADF
 	}
 	for _, g := range fetch {
-		buf := make([]byte, min(g.end-g.off, 8<<20))
-		for o := g.off; o < g.end; {
-			b := buf[:min(int64(len(buf)), g.end-o)]
-			if err := getRange(ctx, f.m.st, bucket, base, o, b); err != nil {
-				return err
-			}
-			if _, err := sf.WriteAt(b, o); err != nil {
-				return fmt.Errorf("staging file: %w", err)
-			}
-			o += int64(len(b))
+		// Streamed from the GET into the staging file: no part is held in
+		// memory (several files commit at once, four parts each).
+		if err := copyRange(ctx, f.m.st, bucket, base, g.off, g.end-g.off, sf); err != nil {
+			return err
 		}
 		f.mu.Lock()
 		if f.staging == sf {
