@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -44,6 +45,10 @@ type S3Config struct {
 	// RequestTimeout bounds the wait for a response's headers; a request
 	// that times out is retried. 0 means 30s.
 	RequestTimeout time.Duration
+	// AccessKeyID, SecretAccessKey and SessionToken, when AccessKeyID is
+	// set, are the credentials, instead of the chain's (the CSI driver's
+	// controller takes them from a Kubernetes secret).
+	AccessKeyID, SecretAccessKey, SessionToken string
 }
 
 // S3 is the Store backed by aws-sdk-go-v2.
@@ -168,6 +173,10 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	}
 	if cfg.Profile != "" {
 		opts = append(opts, config.WithSharedConfigProfile(cfg.Profile))
+	}
+	if cfg.AccessKeyID != "" {
+		opts = append(opts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
