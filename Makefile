@@ -6,12 +6,25 @@ LDFLAGS := -X main.version=$(VERSION)
 # Packages with unit tests: everything but the end-to-end suite.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: all build deps vet unit integration test demo bench fuzz soak versitygw clean
+.PHONY: all build image deps vet unit integration test demo bench fuzz soak versitygw clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/bucketfs ./cmd/bucketfs
+
+# A static binary (bin/bucketfs-static) and the container image holding it,
+# bin/bucketfs-image.tar, built without Docker by deploy/image: an empty base,
+# /bucketfs, this machine's CA bundle, entrypoint /bucketfs. Load it with
+# `docker load -i bin/bucketfs-image.tar`, `k3s ctr images import
+# bin/bucketfs-image.tar` or `ctr -n k8s.io images import
+# bin/bucketfs-image.tar`. Tagged $(IMAGE):$(VERSION) and $(IMAGE):latest
+# (the tag deploy/kubernetes runs).
+IMAGE ?= ghcr.io/bucketfs/bucketfs
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/bucketfs-static ./cmd/bucketfs
+	$(GO) run ./deploy/image -bin bin/bucketfs-static -out bin/bucketfs-image.tar \
+		-tag $(IMAGE):$(VERSION) -tag $(IMAGE):latest
 
 vet:
 	$(GO) vet ./...
