@@ -164,8 +164,15 @@ func tierOne(path, class string, x classXattr) tierResult {
 		return tierResult{path: path, already: true}
 	}
 	err = x.set(path, class)
-	if errors.Is(err, unix.EACCES) && archivedClass(cur) {
-		err = errArchived
+	if errors.Is(err, unix.EACCES) {
+		// The class read before may be older than the store's: the
+		// failed change looked again, so ask once more.
+		if now, gerr := x.get(path); gerr == nil {
+			cur = now
+		}
+		if archivedClass(cur) {
+			err = errArchived
+		}
 	}
 	return tierResult{path: path, err: err}
 }
