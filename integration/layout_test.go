@@ -20,7 +20,8 @@ func TestPackageDependencies(t *testing.T) {
 		"prefetch":     {"cache", "counters", "store"},
 		"write":        {"counters", "store"},
 		"fs":           {"counters", "store", "write"},
-		"cmd/bucketfs": {"cache", "counters", "fs", "prefetch", "store", "write"},
+		"csi":          {"store"},
+		"cmd/bucketfs": {"cache", "counters", "csi", "fs", "prefetch", "store", "write"},
 	}
 	for pkg, ok := range allowed {
 		p, err := build.ImportDir(filepath.Join("..", pkg), 0)

@@ -7,8 +7,8 @@
 // goroutine and takes no lock; uploadDrain (writes.go) has two sync.Once
 // and an atomic, and its Close runs write.Manager.Close under its Once,
 // taking none of ours; tierFiles (tier.go) tallies in one goroutine fed by
-// a channel; helper.go, mount.go, metrics.go, options.go, restore.go and
-// sync.go hold no mutex.
+// a channel; csi.go, helper.go, mount.go, metrics.go, options.go,
+// restore.go and sync.go hold no mutex.
 package main
 
 import (
@@ -56,7 +56,7 @@ func newRootCmd(run func(*mountOptions) error) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(newMountCmd(run), newRestoreCmd(), newWarmCmd(), newSyncCmd(), newTierCmd(), &cobra.Command{
+	root.AddCommand(newMountCmd(run), newRestoreCmd(), newWarmCmd(), newSyncCmd(), newTierCmd(), newCSICmd(runCSI), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
