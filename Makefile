@@ -16,14 +16,15 @@ build:
 # A static binary (bin/bucketfs-static) and the container image holding it,
 # bin/bucketfs-image.tar, built without Docker by deploy/image: an empty base,
 # /bucketfs, this machine's CA bundle, entrypoint /bucketfs. Load it with
-# `docker load -i bin/bucketfs-image.tar`, `k3s ctr images import
+# `docker load -i bin/bucketfs-image.tar`, `k3s ctr -n k8s.io images import
 # bin/bucketfs-image.tar` or `ctr -n k8s.io images import
 # bin/bucketfs-image.tar`. Tagged $(IMAGE):$(VERSION) and $(IMAGE):latest
-# (the tag deploy/kubernetes runs).
+# (the tag deploy/kubernetes runs). IMAGE_ARCH=arm64 builds for arm64 nodes.
 IMAGE ?= ghcr.io/bucketfs/bucketfs
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
 image:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/bucketfs-static ./cmd/bucketfs
-	$(GO) run ./deploy/image -bin bin/bucketfs-static -out bin/bucketfs-image.tar \
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/bucketfs-static ./cmd/bucketfs
+	GOOS= GOARCH= $(GO) run ./deploy/image -bin bin/bucketfs-static -out bin/bucketfs-image.tar \
 		-tag $(IMAGE):$(VERSION) -tag $(IMAGE):latest
 
 vet:
