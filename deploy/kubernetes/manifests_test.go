@@ -421,6 +421,22 @@ func argValue(args []string, name string) (string, bool) {
 	return "", false
 }
 
+// service reports whether `bucketfs csi` with args serves a service: the
+// flags --controller and --node are booleans that default to true, so a
+// service is off only with --NAME=false.
+func service(args []string, flag string) bool {
+	on := true
+	for _, a := range args {
+		switch a {
+		case flag, flag + "=true":
+			on = true
+		case flag + "=false":
+			on = false
+		}
+	}
+	return on
+}
+
 // mountOf is c's mount of volume vol.
 func mountOf(c *corev1.Container, vol string) *corev1.VolumeMount {
 	for i := range c.VolumeMounts {
@@ -542,8 +558,8 @@ func TestNodeDaemonSet(t *testing.T) {
 	if bfs.SecurityContext == nil || bfs.SecurityContext.Privileged == nil || !*bfs.SecurityContext.Privileged {
 		t.Error("bucketfs: not privileged")
 	}
-	if len(bfs.Args) == 0 || bfs.Args[0] != "csi" || !slices.Contains(bfs.Args, "--node") || slices.Contains(bfs.Args, "--controller") {
-		t.Errorf("bucketfs args %q: want csi --node", bfs.Args)
+	if len(bfs.Args) == 0 || bfs.Args[0] != "csi" || !service(bfs.Args, "--node") || service(bfs.Args, "--controller") {
+		t.Errorf("bucketfs args %q: want csi with the node service only", bfs.Args)
 	}
 	if v, _ := argValue(bfs.Args, "--node-id"); v != "$(NODE_NAME)" {
 		t.Errorf("--node-id=%q, want $(NODE_NAME)", v)
@@ -643,8 +659,8 @@ func TestControllerDeployment(t *testing.T) {
 	checkPodSpec(t, "controller.yaml", spec)
 
 	bfs := container(t, spec, "bucketfs")
-	if len(bfs.Args) == 0 || bfs.Args[0] != "csi" || !slices.Contains(bfs.Args, "--controller") || slices.Contains(bfs.Args, "--node") {
-		t.Errorf("bucketfs args %q: want csi --controller", bfs.Args)
+	if len(bfs.Args) == 0 || bfs.Args[0] != "csi" || !service(bfs.Args, "--controller") || service(bfs.Args, "--node") {
+		t.Errorf("bucketfs args %q: want csi with the controller service only", bfs.Args)
 	}
 	endpoint, _ := argValue(bfs.Args, "--endpoint")
 	sock, ok := strings.CutPrefix(endpoint, "unix://")
