@@ -35,7 +35,12 @@ func (s mountState) String() string {
 type mountChecker struct {
 	// mounts lists the filesystem types mounted at path, bottom first.
 	mounts func(path string) ([]string, error)
-	// stat stats path.
+	// stat probes the mount at path: stat(2), then statfs(2). The kernel
+	// answers a stat of a FUSE root from its attribute cache, for as long
+	// as the daemon said it may (bucketfs: the metadata TTL), even after
+	// the daemon died; statfs always asks the daemon (bucketfs answers it
+	// itself, without the store), so a dead one fails it at once with
+	// ENOTCONN.
 	stat func(path string) error
 	// unmount is umount2(2).
 	unmount func(path string, flags int) error
@@ -61,7 +66,11 @@ func newMountChecker() *mountChecker {
 		},
 		stat: func(path string) error {
 			var st unix.Stat_t
-			return unix.Stat(path, &st)
+			if err := unix.Stat(path, &st); err != nil {
+				return err
+			}
+			var fs unix.Statfs_t
+			return unix.Statfs(path, &fs)
 		},
 		unmount:     unix.Unmount,
 		statTimeout: 5 * time.Second,
@@ -69,8 +78,8 @@ func newMountChecker() *mountChecker {
 }
 
 // check tells what target is: not a mount; a bucketfs mount that serves
-// (mountinfo shows fuse.bucketfs on top and a stat of its root works);
-// dead (the stat fails with ENOTCONN or ECONNABORTED: the daemon was
+// (mountinfo shows fuse.bucketfs on top and a stat and a statfs of its root
+// work); dead (they fail with ENOTCONN or ECONNABORTED: the daemon was
 // killed or crashed, the kernel still has the mount); unresponsive; or
 // another filesystem.
 func (c *mountChecker) check(target string) (mountState, error) {

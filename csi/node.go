@@ -139,8 +139,8 @@ func publishDigest(id, source string, opts []string) string {
 }
 
 // NodePublishVolume implements csipb.NodeServer. It returns only once
-// the target serves: mountinfo shows a fuse.bucketfs mount there and a
-// stat of its root answers. Never an empty directory that the kubelet
+// the target serves: mountinfo shows a fuse.bucketfs mount there, and a
+// stat and a statfs of its root answer. Never an empty directory that the kubelet
 // would bind into the pod (k8s-csi-s3 #107). The same publication again
 // succeeds at once. A dead mount at the target (its daemon was killed or
 // crashed: ENOTCONN) is detached and mounted again.
