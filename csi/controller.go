@@ -173,8 +173,9 @@ var supportedModes = map[csipb.VolumeCapability_AccessMode_Mode]bool{
 	csipb.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER: true,
 }
 
-// checkCapabilities refuses block volumes, a missing access type and
-// access modes other than supportedModes.
+// checkCapabilities refuses block volumes, a missing access type, mount
+// flags outside the allow-list and access modes other than
+// supportedModes.
 func checkCapabilities(caps []*csipb.VolumeCapability) error {
 	for _, c := range caps {
 		if c == nil {
@@ -185,6 +186,11 @@ func checkCapabilities(caps []*csipb.VolumeCapability) error {
 		}
 		if c.GetMount() == nil {
 			return errors.New("a volume capability has no access type: want mount")
+		}
+		// A StorageClass's or PersistentVolume's mountOptions: refused
+		// here already, rather than at the first mount.
+		if _, err := parseMountOptions(strings.Join(c.GetMount().GetMountFlags(), ",")); err != nil {
+			return err
 		}
 		if m := c.GetAccessMode().GetMode(); !supportedModes[m] {
 			return fmt.Errorf("access mode %s is not supported (supported: SINGLE_NODE_WRITER, SINGLE_NODE_READER_ONLY, MULTI_NODE_READER_ONLY, MULTI_NODE_MULTI_WRITER)", m)

@@ -126,6 +126,8 @@ func TestCreateVolumeErrors(t *testing.T) {
 		{"single-node single-writer", &csipb.CreateVolumeRequest{Name: "v", Parameters: ok,
 			VolumeCapabilities: []*csipb.VolumeCapability{mountCap(csipb.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER)}}, codes.InvalidArgument},
 		{"no bucket", createReq("v", map[string]string{}, 0), codes.InvalidArgument},
+		{"a StorageClass mount option outside the allow-list", &csipb.CreateVolumeRequest{Name: "v", Parameters: ok,
+			VolumeCapabilities: []*csipb.VolumeCapability{mountCap(csipb.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER, "uid=1000", "metrics-addr=:9100")}}, codes.InvalidArgument},
 		{"required above limit", &csipb.CreateVolumeRequest{Name: "v", VolumeCapabilities: []*csipb.VolumeCapability{rwx()}, Parameters: ok,
 			CapacityRange: &csipb.CapacityRange{RequiredBytes: 2, LimitBytes: 1}}, codes.OutOfRange},
 		{"half a secret", &csipb.CreateVolumeRequest{Name: "v", VolumeCapabilities: []*csipb.VolumeCapability{rwx()}, Parameters: ok,

@@ -369,7 +369,7 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolum
 	cond := &csipb.VolumeCondition{Message: "mounted and serving"}
 	switch ms {
 	case dead:
-		cond = &csipb.VolumeCondition{Abnormal: true, Message: "the bucketfs daemon of this mount is gone (transport endpoint is not connected); the next NodePublishVolume or a restart of the driver mounts it again, and pods see it after a container restart or with mountPropagation: HostToContainer"}
+		cond = &csipb.VolumeCondition{Abnormal: true, Message: "the bucketfs daemon of this mount is gone (transport endpoint is not connected); the next NodePublishVolume or a restart of the driver mounts it again, and containers see the new mount once they restart"}
 	case unresponsive:
 		cond = &csipb.VolumeCondition{Abnormal: true, Message: fmt.Sprintf("the mount does not answer: %v", checkErr)}
 	}

@@ -16,8 +16,12 @@ import (
 //   - a dead mount (its daemon was OOM-killed or crashed while the driver
 //     was away) is detached (umount -l) and mounted again from its state
 //     and credentials file, so nobody has to `umount` by hand
-//     (k8s-csi-s3 #86, #156). Pods see the new mount after a container
-//     restart, or at once with mountPropagation: HostToContainer;
+//     (k8s-csi-s3 #86, #156). New pods, and containers that restart, see
+//     the new mount; a running container keeps its bind of the dead one
+//     (ENOTCONN) until it restarts: the new mount is attached beside the
+//     dead one's place in the host's tree, not inside it, so mount
+//     propagation does not carry it into the container. A liveness probe
+//     that reads the volume restarts such a container;
 //   - a target that is no longer mounted and whose directory is gone (its
 //     pod was removed while the driver was away) has its state removed;
 //     one whose directory is still there keeps it, for the kubelet's next
