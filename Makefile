@@ -65,7 +65,7 @@ demo:
 	.demo/demo
 
 # Speed and memory against the limit measured in the same run; writes
-# integration/BENCHMARKS.md. Takes about five minutes and ~10 GiB of disk.
+# integration/BENCHMARKS.md. Takes about fifteen minutes and up to 16 GiB of disk.
 bench:
 	$(GO) test -tags bench -count=1 -run TestBench -v -timeout 40m ./integration/
 
