@@ -426,31 +426,42 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csipb.DeleteVolumeReques
 	case !v.OwnBucket:
 		// The marker goes last: without it, the volume is gone.
 		return &csipb.DeleteVolumeResponse{}, nil
+	default:
+		// An own bucket without its marker: no object in it is vouched
+		// for (a bucket of that name made by someone else, or the empty
+		// bucket a delete interrupted after the marker, which goes last,
+		// leaves). Only the bucket itself is removed, which the store
+		// refuses unless it is empty.
+		if err := st.DeleteBucket(ctx, v.Bucket); err != nil && !errors.Is(err, store.ErrNotFound) {
+			if store.ErrorCode(err) == "BucketNotEmpty" {
+				return nil, status.Errorf(codes.FailedPrecondition, "bucket %s holds objects but no marker of volume %q: not deleting them", v.Bucket, id)
+			}
+			return nil, storeStatus(err)
+		}
+		return &csipb.DeleteVolumeResponse{}, nil
 	}
 	log := d.log.WithFields(logrus.Fields{"volume_id": id, "bucket": v.Bucket, "prefix": v.Prefix})
-	keep := key // a prefix's marker goes last, once the rest is gone
-	if v.OwnBucket {
-		keep = "" // the bucket goes, marker and all
-	}
-	n, err := deleteKeys(ctx, st, v.Bucket, v.Prefix, keep)
+	// The marker goes last, once the rest is gone: a delete interrupted
+	// before it is finished by the next call.
+	n, err := deleteKeys(ctx, st, v.Bucket, v.Prefix, key)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) && v.OwnBucket {
 			return &csipb.DeleteVolumeResponse{}, nil // the bucket is gone
 		}
 		return nil, storeStatus(err)
 	}
+	if err := st.DeleteKeys(ctx, v.Bucket, []string{key}); err != nil {
+		return nil, storeStatus(err)
+	}
 	if v.OwnBucket {
 		if err := st.DeleteBucket(ctx, v.Bucket); err != nil && !errors.Is(err, store.ErrNotFound) {
 			if store.ErrorCode(err) == "BucketNotEmpty" {
-				return nil, status.Errorf(codes.FailedPrecondition, "bucket %s is not empty after deleting its %d objects (object versions, or uploads left open?): %v", v.Bucket, n, err)
+				return nil, status.Errorf(codes.FailedPrecondition, "bucket %s is not empty after deleting its %d objects and its marker (object versions, or uploads left open?): %v", v.Bucket, n+1, err)
 			}
 			return nil, storeStatus(err)
 		}
-		log.WithField("objects", n).Info("volume deleted (its bucket and every object in it)")
+		log.WithField("objects", n+1).Info("volume deleted (its bucket and every object in it)")
 		return &csipb.DeleteVolumeResponse{}, nil
-	}
-	if err := st.DeleteKeys(ctx, v.Bucket, []string{key}); err != nil {
-		return nil, storeStatus(err)
 	}
 	log.WithField("objects", n).Info("volume deleted (every object under its prefix, then its marker)")
 	return &csipb.DeleteVolumeResponse{}, nil

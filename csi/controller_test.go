@@ -338,3 +338,54 @@ func TestKeyLocks(t *testing.T) {
 		u()
 	}
 }
+
+// TestDeleteVolumeOwnBucketWithoutMarker: an own-bucket volume id whose
+// bucket holds no marker (a bucket named like a volume, a static PV's
+// handle in the id format, or a bucket re-created under a deleted
+// volume's name) is not emptied: only a marker naming the id vouches for
+// deleting objects. A bucket an interrupted delete left empty, its marker
+// last to go, is still removed.
+func TestDeleteVolumeOwnBucketWithoutMarker(t *testing.T) {
+	ctx := context.Background()
+	d := newTestDriver(t, "photos")
+	d.store.seed("photos", "2024/img.jpg", nil)
+	d.store.seed("photos", ".bucketfs-csi-volumx", nil)
+	id := volume{Bucket: "photos", OwnBucket: true}.volumeID()
+	_, err := d.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: id, Secrets: testSecrets})
+	wantCode(t, "a bucket without the volume's marker", err, codes.FailedPrecondition)
+	if got := strings.Join(d.store.keys("photos"), ","); got != ".bucketfs-csi-volumx,2024/img.jpg" {
+		t.Errorf("objects of a bucket without a marker were deleted; left: %q", got)
+	}
+
+	// The marker goes last: a delete interrupted before it leaves the
+	// marker, and the retry finishes the job.
+	own, err := d.CreateVolume(ctx, createReq("pvc-own", map[string]string{"newBucket": "true"}, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownID := own.GetVolume().GetVolumeId()
+	v, _ := parseVolumeID(ownID)
+	d.store.seed(v.Bucket, "!early", nil) // sorts before the marker
+	d.store.seed(v.Bucket, "z", nil)
+	var order []string
+	d.store.onDelete = func(keys []string) { order = append(order, keys...) }
+	if _, err := d.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: ownID, Secrets: testSecrets}); err != nil {
+		t.Fatal(err)
+	}
+	if len(order) == 0 || order[len(order)-1] != markerKey {
+		t.Errorf("delete order %v: the marker must go last", order)
+	}
+	if d.store.hasBucket(v.Bucket) {
+		t.Error("the volume's own bucket is still there")
+	}
+	// An empty bucket without its marker (a delete interrupted between
+	// the marker and the bucket) is removed.
+	d.store.seed(v.Bucket, "x", nil)
+	d.store.DeleteKeys(ctx, v.Bucket, []string{"x"})
+	if _, err := d.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: ownID, Secrets: testSecrets}); err != nil {
+		t.Errorf("empty bucket without marker: %v", err)
+	}
+	if d.store.hasBucket(v.Bucket) {
+		t.Error("an empty bucket left by an interrupted delete is still there")
+	}
+}

@@ -27,6 +27,7 @@ type fakeStore struct {
 	taken         map[string]bool                    // bucket names of another account; GUARDED_BY(mu)
 	noIfNoneMatch bool                               // the server refuses If-None-Match
 	configs       []StoreConfig                      // every StoreConfig a request built; GUARDED_BY(mu)
+	onDelete      func(keys []string)                // called by DeleteKeys, under mu; set before use
 }
 
 func newFakeStore(buckets ...string) *fakeStore {
@@ -147,6 +148,9 @@ func (f *fakeStore) DeleteKeys(_ context.Context, bucket string, keys []string) 
 	}
 	if len(keys) > store.MaxDeleteKeys {
 		return errors.New("too many keys")
+	}
+	if f.onDelete != nil {
+		f.onDelete(keys)
 	}
 	for _, k := range keys {
 		delete(b, k)
