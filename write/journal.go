@@ -272,24 +272,9 @@ func fromPairs(p [][2]int64) ranges {
 // commitBack is Commit under write-back.
 func (f *File) commitBack(ctx context.Context) (store.Object, error) {
 	f.mu.Lock()
-	for f.committing {
-		waitCond(ctx, f.cond)
-		if err := ctx.Err(); err != nil {
-			f.mu.Unlock()
-			return store.Object{}, err
-		}
-	}
-	if f.removed || f.staging == nil {
+	if o, done, err := f.settledLocked(ctx); done {
 		f.mu.Unlock()
-		return store.Object{}, nil
-	}
-	if !f.changed {
-		o := f.currentLocked()
-		if f.sealed {
-			o = store.Written(f.key, f.size, "", f.m.now(), f.class, maps.Clone(f.meta))
-		}
-		f.mu.Unlock()
-		return o, nil
+		return o, err
 	}
 	if f.sealed {
 		// A metadata change of a pending file (a change of its bytes

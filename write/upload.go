@@ -210,21 +210,9 @@ func (f *File) Commit(ctx context.Context) (store.Object, error) {
 		return f.commitBack(ctx)
 	}
 	f.mu.Lock()
-	for f.committing {
-		waitCond(ctx, f.cond)
-		if err := ctx.Err(); err != nil {
-			f.mu.Unlock()
-			return store.Object{}, err
-		}
-	}
-	if f.removed || f.staging == nil {
+	if o, done, err := f.settledLocked(ctx); done {
 		f.mu.Unlock()
-		return store.Object{}, nil
-	}
-	if !f.changed {
-		o := f.currentLocked()
-		f.mu.Unlock()
-		return o, nil
+		return o, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -249,6 +237,30 @@ func (f *File) Commit(ctx context.Context) (store.Object, error) {
 		f.m.uploadFailures.Add(1)
 	}
 	return obj, err
+}
+
+// settledLocked waits for a commit under way to end and reports done,
+// with what Commit returns, when there is nothing to commit: the wait was
+// interrupted (ctx's error), the file was removed (no object), or nothing
+// changed since the last commit (the object as stored, or as it will be
+// when a write-back upload is pending). REQUIRES: f.mu held.
+func (f *File) settledLocked(ctx context.Context) (store.Object, bool, error) {
+	for f.committing {
+		waitCond(ctx, f.cond)
+		if err := ctx.Err(); err != nil {
+			return store.Object{}, true, err
+		}
+	}
+	if f.removed || f.staging == nil {
+		return store.Object{}, true, nil
+	}
+	if !f.changed {
+		if f.sealed {
+			return store.Written(f.key, f.size, "", f.m.now(), f.class, maps.Clone(f.meta)), true, nil
+		}
+		return f.currentLocked(), true, nil
+	}
+	return store.Object{}, false, nil
 }
 
 // currentLocked describes the object the file was last committed as.
