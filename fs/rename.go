@@ -110,13 +110,9 @@ func (d *dirNode) renameFile(ctx context.Context, name string, e entry, nd *dirN
 		}
 		f.mu.Unlock()
 	}
-	if src.ETag == "" {
-		if _, err := d.m.cfg.Store.Head(ctx, d.bucket, oldKey); err != nil {
-			return toErrno(d.log(), err)
-		}
-	}
-	if src.Metadata == nil {
-		// Listings carry no metadata; the new name is shown with it.
+	if src.ETag == "" || src.Metadata == nil {
+		// Listings carry no metadata, and the new name is shown with it;
+		// the copy is pinned to the version the HEAD saw.
 		h, err := d.m.cfg.Store.Head(ctx, d.bucket, oldKey)
 		if err != nil {
 			return toErrno(d.log(), err)
