@@ -66,6 +66,9 @@ demo:
 
 # Speed and memory against the limit measured in the same run; writes
 # integration/BENCHMARKS.md. Takes about fifteen minutes and up to 16 GiB of disk.
+# BENCH_ONLY=1,2,8a runs only those workloads (and leaves BENCHMARKS.md as
+# it was); BENCH_PROFILE=dir saves CPU profiles of the daemon of
+# workloads 1, 2 and 8a there.
 bench:
 	$(GO) test -tags bench -count=1 -run TestBench -v -timeout 40m ./integration/
 

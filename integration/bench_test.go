@@ -48,6 +48,30 @@ type benchEnv struct {
 	rows   []benchRow
 	notes  []string
 	w1     float64 // workload 1's rate, the baseline of workload 6
+	// only holds the workloads BENCH_ONLY selects (nil: all of them).
+	only map[string]bool
+	// profiles, when set (BENCH_PROFILE), is a directory that receives a
+	// CPU profile of the daemon of workloads 1, 2 and 8a.
+	profiles string
+}
+
+// runs reports whether workload w (as numbered in BENCHMARKS.md: "1",
+// "8a", "13b"...) is to run. BENCH_ONLY=1,2,8a runs only those; any
+// selection leaves BENCHMARKS.md as it was.
+func (e *benchEnv) runs(w string) bool { return e.only == nil || e.only[w] }
+
+// profileArgs returns the flags that make a daemon write a CPU profile
+// named name into BENCH_PROFILE's directory, if one is set.
+func (e *benchEnv) profileArgs(name string) []string {
+	if e.profiles == "" {
+		return nil
+	}
+	return []string{"--cpu-profile", filepath.Join(e.profiles, name+".pprof")}
+}
+
+// cpuPerGiB formats a daemon's CPU time for n bytes read.
+func cpuPerGiB(cpu time.Duration, n int64) string {
+	return fmt.Sprintf("daemon %.2f CPU-s/GiB", cpu.Seconds()/(float64(n)/gib))
 }
 
 type benchRow struct {
@@ -73,7 +97,13 @@ func TestBench(t *testing.T) {
 	}
 	defer px.Close()
 	px.SetLatency(benchLatency)
-	e := &benchEnv{t: t, px: px, bucket: "bench", direct: harness.Client(px.URL)}
+	e := &benchEnv{t: t, px: px, bucket: "bench", direct: harness.Client(px.URL), profiles: os.Getenv("BENCH_PROFILE")}
+	if v := os.Getenv("BENCH_ONLY"); v != "" {
+		e.only = map[string]bool{}
+		for _, w := range strings.Split(v, ",") {
+			e.only[strings.TrimSpace(w)] = true
+		}
+	}
 	if err := harness.CreateBucket(context.Background(), client, e.bucket); err != nil {
 		t.Fatal(err)
 	}
@@ -83,12 +113,15 @@ func TestBench(t *testing.T) {
 	t.Run("Read", func(t *testing.T) { e.t = t; e.reads(); done++ })
 	t.Run("Write", func(t *testing.T) { e.t = t; e.writes(); done++ })
 	e.t = t
-	e.write(done == 2)
+	e.write(done == 2 && e.only == nil)
 }
 
 // reads seeds the bucket and runs workloads 1-9.
 func (e *benchEnv) reads() {
 	t := e.t
+	if !slices.ContainsFunc([]string{"1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "9", "9b", "sweep"}, e.runs) {
+		return
+	}
 	// Seed: four 1 GiB objects, a 192 MiB object, a 256 MiB "set", and
 	// small objects for time to first byte. Uploads go around the proxy.
 	big := randomBytes(7, gib)
@@ -115,14 +148,23 @@ func (e *benchEnv) reads() {
 	e.notes = append(e.notes, fmt.Sprintf("Limit client: parallel ranged GETs of %d MiB, %d at a time (best of a sweep over part sizes 4-16 MiB and 4-16 GETs).", part/mib, conc))
 
 	e.sequential(part, conc)
-	e.timeToFirstByte()
-	e.playback()
-	e.random()
-	e.reread()
-	e.memory()
-	e.diskTier()
-	e.epochs()
-	e.blockSizeSweep()
+	for _, w := range []struct {
+		ids []string
+		run func()
+	}{
+		{[]string{"3"}, e.timeToFirstByte},
+		{[]string{"4"}, e.playback},
+		{[]string{"5"}, e.random},
+		{[]string{"6"}, e.reread},
+		{[]string{"7"}, e.memory},
+		{[]string{"8a", "8b", "8c", "8d"}, e.diskTier},
+		{[]string{"9", "9b"}, e.epochs},
+		{[]string{"sweep"}, e.blockSizeSweep},
+	} {
+		if slices.ContainsFunc(w.ids, e.runs) {
+			w.run()
+		}
+	}
 }
 
 func mustPut(t *testing.T, bucket, key string, data []byte) {
@@ -228,7 +270,17 @@ func (e *benchEnv) bestLimitConfig() (int64, int) {
 
 // sequential runs workloads 1 and 2.
 func (e *benchEnv) sequential(part int64, conc int) {
-	m := e.benchMount()
+	if e.runs("1") || e.runs("6") {
+		e.sequential1(part, conc)
+	}
+	if e.runs("2") {
+		e.sequential4(part, conc)
+	}
+}
+
+// sequential1 runs workload 1.
+func (e *benchEnv) sequential1(part int64, conc int) {
+	m := e.benchMount(e.profileArgs("w1")...)
 	e.px.Reset()
 	cpu0 := procCPU(e.t, m.Pid())
 	n, d, err := readFile(filepath.Join(m.Dir, "big-0.bin"), 0)
@@ -243,10 +295,15 @@ func (e *benchEnv) sequential(part int64, conc int) {
 	ln, ld := e.limitFetch([]string{"big-0.bin"}, gib, part, conc)
 	l1 := mbps(ln, ld)
 	e.row("1. sequential 1 GiB, 1 reader, cold", fmtMBps(w1), fmtMBps(l1), fmt.Sprintf("%.2f", w1/l1),
-		fmt.Sprintf("amplification %.3f", float64(fetched)/float64(n)))
+		fmt.Sprintf("amplification %.3f; %s", float64(fetched)/float64(n), cpuPerGiB(cpu, n)))
 	e.w1 = w1
+	m.Stop()
+}
 
-	m2 := e.benchMount()
+// sequential4 runs workload 2.
+func (e *benchEnv) sequential4(part int64, conc int) {
+	m2 := e.benchMount(e.profileArgs("w2")...)
+	cpu0 := procCPU(e.t, m2.Pid())
 	var wg sync.WaitGroup
 	var total atomic.Int64
 	start := time.Now()
@@ -263,12 +320,12 @@ func (e *benchEnv) sequential(part int64, conc int) {
 	}
 	wg.Wait()
 	w2 := mbps(total.Load(), time.Since(start))
+	cpu := procCPU(e.t, m2.Pid()) - cpu0
 	keys := []string{"big-0.bin", "big-1.bin", "big-2.bin", "big-3.bin"}
-	ln, ld = e.limitFetch(keys, gib, part, conc*2)
+	ln, ld := e.limitFetch(keys, gib, part, conc*2)
 	l2 := mbps(ln, ld)
-	e.row("2. sequential 4 x 1 GiB, 4 readers, cold", fmtMBps(w2), fmtMBps(l2), fmt.Sprintf("%.2f", w2/l2), "aggregate")
+	e.row("2. sequential 4 x 1 GiB, 4 readers, cold", fmtMBps(w2), fmtMBps(l2), fmt.Sprintf("%.2f", w2/l2), "aggregate; "+cpuPerGiB(cpu, total.Load()))
 	m2.Stop()
-	m.Stop()
 }
 
 // timeToFirstByte runs workload 3 on listed, uncached files.
