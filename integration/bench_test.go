@@ -69,6 +69,35 @@ func (e *benchEnv) profileArgs(name string) []string {
 	return []string{"--cpu-profile", filepath.Join(e.profiles, name+".pprof")}
 }
 
+// cpuSnap is where the machine's CPU time went so far: the daemon (pid 0:
+// none), the S3 server, this process (the proxy, the reader or the limit
+// client) and the machine as a whole.
+type cpuSnap struct {
+	daemon, server, self time.Duration
+	machine              cpuTimes
+}
+
+func (e *benchEnv) cpuNow(daemon int) cpuSnap {
+	var c cpuSnap
+	if daemon != 0 {
+		c.daemon = procCPU(e.t, daemon)
+	}
+	c.server, c.self, c.machine = procCPU(e.t, serverPid(e.t)), procCPU(e.t, os.Getpid()), machineCPU(e.t)
+	return c
+}
+
+// split describes the CPU used since c0 for n bytes read.
+func (c cpuSnap) split(c0 cpuSnap, n int64, reader string) string {
+	per := func(d time.Duration) float64 { return d.Seconds() / (float64(n) / gib) }
+	m := c.machine.sub(c0.machine)
+	s := ""
+	if c.daemon != 0 {
+		s = fmt.Sprintf("daemon %.2f, ", per(c.daemon-c0.daemon))
+	}
+	return s + fmt.Sprintf("server %.2f, proxy and %s %.2f CPU-s/GiB; machine %.0f%% busy",
+		per(c.server-c0.server), reader, per(c.self-c0.self), m.percent())
+}
+
 // cpuPerGiB formats a daemon's CPU time for n bytes read.
 func cpuPerGiB(cpu time.Duration, n int64) string {
 	return fmt.Sprintf("daemon %.2f CPU-s/GiB", cpu.Seconds()/(float64(n)/gib))
@@ -282,20 +311,22 @@ func (e *benchEnv) sequential(part int64, conc int) {
 func (e *benchEnv) sequential1(part int64, conc int) {
 	m := e.benchMount(e.profileArgs("w1")...)
 	e.px.Reset()
-	cpu0 := procCPU(e.t, m.Pid())
+	cpu0, snap0 := procCPU(e.t, m.Pid()), e.cpuNow(m.Pid())
 	n, d, err := readFile(filepath.Join(m.Dir, "big-0.bin"), 0)
 	if err != nil || n != gib {
 		e.t.Fatalf("workload 1: %d bytes, %v", n, err)
 	}
-	cpu := procCPU(e.t, m.Pid()) - cpu0
+	cpu, split := procCPU(e.t, m.Pid())-cpu0, e.cpuNow(m.Pid()).split(snap0, n, "reader")
 	e.notes = append(e.notes, fmt.Sprintf("CPU: during workload 1 the daemon alone used %.2f CPU-seconds in %.2f s of wall time (%.0f%% of the machine's %d cores); the server, the proxy and the reader share the rest. The limit client pays neither the FUSE transfer nor the daemon's copy from the socket, so on this machine the ratio of workloads 1-2 measures CPU, not waiting.",
 		cpu.Seconds(), d.Seconds(), 100*cpu.Seconds()/d.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU()))
 	fetched := e.px.Stats().GetBytes
 	w1 := mbps(n, d)
+	lsnap0 := e.cpuNow(0)
 	ln, ld := e.limitFetch([]string{"big-0.bin"}, gib, part, conc)
+	lsplit := e.cpuNow(0).split(lsnap0, ln, "limit client")
 	l1 := mbps(ln, ld)
 	e.row("1. sequential 1 GiB, 1 reader, cold", fmtMBps(w1), fmtMBps(l1), fmt.Sprintf("%.2f", w1/l1),
-		fmt.Sprintf("amplification %.3f; %s", float64(fetched)/float64(n), cpuPerGiB(cpu, n)))
+		fmt.Sprintf("amplification %.3f; %s (%s; limit run: %s)", float64(fetched)/float64(n), cpuPerGiB(cpu, n), split, lsplit))
 	e.w1 = w1
 	m.Stop()
 }
@@ -303,7 +334,7 @@ func (e *benchEnv) sequential1(part int64, conc int) {
 // sequential4 runs workload 2.
 func (e *benchEnv) sequential4(part int64, conc int) {
 	m2 := e.benchMount(e.profileArgs("w2")...)
-	cpu0 := procCPU(e.t, m2.Pid())
+	cpu0, snap0 := procCPU(e.t, m2.Pid()), e.cpuNow(m2.Pid())
 	var wg sync.WaitGroup
 	var total atomic.Int64
 	start := time.Now()
@@ -320,11 +351,14 @@ func (e *benchEnv) sequential4(part int64, conc int) {
 	}
 	wg.Wait()
 	w2 := mbps(total.Load(), time.Since(start))
-	cpu := procCPU(e.t, m2.Pid()) - cpu0
+	cpu, split := procCPU(e.t, m2.Pid())-cpu0, e.cpuNow(m2.Pid()).split(snap0, total.Load(), "readers")
 	keys := []string{"big-0.bin", "big-1.bin", "big-2.bin", "big-3.bin"}
+	lsnap0 := e.cpuNow(0)
 	ln, ld := e.limitFetch(keys, gib, part, conc*2)
+	lsplit := e.cpuNow(0).split(lsnap0, ln, "limit client")
 	l2 := mbps(ln, ld)
-	e.row("2. sequential 4 x 1 GiB, 4 readers, cold", fmtMBps(w2), fmtMBps(l2), fmt.Sprintf("%.2f", w2/l2), "aggregate; "+cpuPerGiB(cpu, total.Load()))
+	e.row("2. sequential 4 x 1 GiB, 4 readers, cold", fmtMBps(w2), fmtMBps(l2), fmt.Sprintf("%.2f", w2/l2),
+		fmt.Sprintf("aggregate; goal ≥ 0.7: %s; %s (%s; limit run: %s)", metOrNot(w2/l2 >= 0.7), cpuPerGiB(cpu, total.Load()), split, lsplit))
 	m2.Stop()
 }
 

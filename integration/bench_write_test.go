@@ -40,6 +40,10 @@ import (
 
 // writes runs workloads 12-15.
 func (e *benchEnv) writes() {
+	ids := [][]string{{"12"}, {"13a", "13b"}, {"14a", "14b"}, {"15"}}
+	if !slices.ContainsFunc(slices.Concat(ids...), e.runs) {
+		return
+	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		e.notes = append(e.notes, fmt.Sprintf("Load average when the write workloads began (1, 5, 15 min): %s; they share the machine with whatever else runs.", strings.Join(strings.Fields(string(b))[:3], ", ")))
 	}
@@ -71,7 +75,6 @@ func (e *benchEnv) writes() {
 		}
 	}()
 	start := time.Now()
-	ids := [][]string{{"12"}, {"13a", "13b"}, {"14a", "14b"}, {"15"}}
 	for i, w := range []func(){e.seqWrite, e.smallFiles, e.writeMemory, e.pacedWriter} {
 		if !slices.ContainsFunc(ids[i], e.runs) {
 			continue
