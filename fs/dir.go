@@ -63,6 +63,10 @@ type dirNode struct {
 	// then and patched by every change since, answers misses for the
 	// whole metadata TTL.
 	madeHere bool // GUARDED_BY(mu)
+
+	// order follows the opens of d's files, to fetch the next ones ahead
+	// (ahead.go); it has its own lock.
+	order readOrder
 }
 
 // pfx returns the directory's key prefix.
@@ -96,6 +100,7 @@ func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.Att
 func (d *dirNode) OnForget() {
 	d.m.inodes.release(d.bucket, d.pfx(), d.StableAttr().Ino)
 	d.m.listings.forget(d)
+	d.dropAhead()
 }
 
 // Readdir implements gofs.NodeReaddirer. It lists the directory when the

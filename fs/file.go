@@ -220,6 +220,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	}
 	f.keptETag = o.ETag
 	f.mu.Unlock()
+	f.noteOpenInDir()
 	return h, fuseFlags, 0
 }
 

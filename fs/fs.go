@@ -79,6 +79,9 @@ type Config struct {
 	// user.bucketfs.cached attribute and setting user.bucketfs.warm
 	// fetches a whole file into it (bucketfs warm).
 	Disk DiskCache
+	// Ahead, if set, fetches a directory's next small files before they
+	// are opened when its files are opened in listing order (ahead.go).
+	Ahead FilesAhead
 	// Now returns the current time; nil means time.Now. Tests pass a fake
 	// clock to check TTLs without sleeping.
 	Now func() time.Time

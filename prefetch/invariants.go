@@ -23,10 +23,12 @@ func (m *Manager) checkInvariants() error {
 			return err
 		}
 	}
+	ahead := m.aheadHeld()
+	held += ahead
 	used := m.budget.Used()
 	switch {
 	case used != held:
-		return fmt.Errorf("budget holds %d bytes, the streams %d", used, held)
+		return fmt.Errorf("budget holds %d bytes, the streams and files ahead %d (%d)", used, held, ahead)
 	case used > m.budget.Capacity():
 		return fmt.Errorf("budget holds %d bytes, over its %d", used, m.budget.Capacity())
 	case m.budget.Mismatches() != 0:

@@ -46,7 +46,8 @@
 //
 // Lock order: Manager.readersMu -> Reader.mu -> (cache.Cache.mu ->
 // cache.Flight.mu); Budget.mu and missSet.mu are leaves, taken with
-// nothing else or under Reader.mu.
+// nothing else or under Reader.mu. aheadSet.mu (files.go) is taken alone,
+// after readersMu, or before Budget.mu and cache.Cache.mu.
 package prefetch
 
 import (
@@ -156,6 +157,7 @@ type Manager struct {
 	splitBytes atomic.Int64         // Options.SplitBytes, as set now
 	readersMu  sync.Mutex           // protects readers
 	readers    map[*Reader]struct{} // GUARDED_BY(readersMu); open readers, for reclaim
+	ahead      aheadSet             // small files fetched before their open (files.go)
 
 	Stats Stats
 }
@@ -218,7 +220,10 @@ func newManager(st store.Store, c *cache.Cache, held int64, o Options) *Manager 
 
 // Close closes the cache: the disk tier writes what it has queued and
 // lets go of its directory. REQUIRES: every Reader is closed.
-func (m *Manager) Close() { m.cache.Close() }
+func (m *Manager) Close() {
+	m.closeAhead()
+	m.cache.Close()
+}
 
 // MemoryLimit is the memory the read path may hold at most, with room for
 // the rest of the daemon's heap: blocks (resident and held), blocks queued
@@ -262,6 +267,7 @@ func (m *Manager) NewReader(v store.Version) *Reader {
 		m: m, v: v, bs: m.cfg.BlockSize,
 		ctx: ctx, cancel: cancel,
 	}
+	m.adoptAhead(r)
 	m.readersMu.Lock()
 	m.readers[r] = struct{}{}
 	m.readersMu.Unlock()

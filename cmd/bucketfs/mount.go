@@ -182,6 +182,9 @@ func runMount(o *mountOptions) error {
 	if rp.HasDisk() {
 		cfg.Disk = rp
 	}
+	if o.FilesAhead {
+		cfg.Ahead = rp
+	}
 	server, err := bfs.Mount(mnt, cfg, bfs.MountOptions{AllowOther: o.AllowOther, Debug: o.DebugFUSE})
 	if err != nil {
 		return fmt.Errorf("mounting %s: %v", mnt, err)

@@ -41,6 +41,7 @@ type mountOptions struct {
 	BlockSize    int64
 	MaxReadahead int64 // per open file
 	MaxGets      int   // read-ahead GETs in flight, whole mount
+	FilesAhead   bool  // fetch a directory's next small files when read in listing order
 
 	// Disk cache (off when CacheDir is empty)
 	CacheDir            string
@@ -125,6 +126,7 @@ func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.StringVar(&o.blockSizeStr, "block-size", "4MiB", "unit of caching and of read-ahead GETs")
 	fl.StringVar(&o.maxReadahead, "max-readahead", "64MiB", "largest read-ahead window of one sequentially read file")
 	fl.IntVar(&o.MaxGets, "max-parallel-gets", 32, "read-ahead GET requests in flight, for all files together")
+	fl.BoolVar(&o.FilesAhead, "prefetch-files", true, "when a directory's files are opened one after another in listing order (cp -r, tar, cat dir/*), fetch the next files no larger than --block-size whole and in parallel before they are opened, within the read-ahead budget and --max-parallel-gets; files opened in any other order fetch nothing extra")
 	fl.StringVar(&o.CacheDir, "cache-dir", "", "keep blocks in this directory too, across restarts (created with mode 0700; one mount per directory)")
 	fl.StringVar(&o.cacheSizeStr, "cache-size", "10GiB", "largest size of the --cache-dir cache")
 	fl.StringVar(&o.cacheMinFreeStr, "cache-min-free", "5%", "free space the --cache-dir cache leaves on its filesystem: a size (20GiB) or a percentage (5%)")
