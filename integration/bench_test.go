@@ -139,7 +139,7 @@ func TestBench(t *testing.T) {
 	// Each part can run alone (-run '^TestBench$/Write'); only a run in
 	// which both went to their end writes BENCHMARKS.md.
 	var done int
-	t.Run("Read", func(t *testing.T) { e.t = t; e.reads(); done++ })
+	t.Run("Read", func(t *testing.T) { e.t = t; e.reads(); e.smallFilesBench(); done++ })
 	t.Run("Write", func(t *testing.T) { e.t = t; e.writes(); done++ })
 	e.t = t
 	e.write(done == 2 && e.only == nil)
