@@ -19,6 +19,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/bucketfs/bucketfs/store"
 )
 
 // FilesAhead fetches small files whole before they are opened; the
@@ -263,4 +265,23 @@ func (f *fileNode) noteOpenInDir() {
 	if d, ok := parent.Operations().(*dirNode); ok {
 		d.noteOpen(name)
 	}
+}
+
+// ContentCache takes whole objects' content that a listing carried; the
+// daemon's is package prefetch's Manager.
+type ContentCache interface {
+	// OfferContent caches data as the content of v, if it may.
+	OfferContent(v ObjectVersion, data []byte)
+}
+
+// offerContent gives a listed object's inline content to the read path
+// and drops it from the listing, which keeps only attributes.
+func (d *dirNode) offerContent(o *store.Object) {
+	if o.Content == nil {
+		return
+	}
+	if c := d.m.cfg.ListContent; c != nil {
+		c.OfferContent(ObjectVersion{Bucket: d.bucket, Key: o.Key, ETag: o.ETag, Size: o.Size}, o.Content)
+	}
+	o.Content = nil
 }

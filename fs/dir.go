@@ -369,7 +369,7 @@ func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 	tokens := map[string]bool{}
 	empty := 0
 	for {
-		page, err := d.m.cfg.Store.List(ctx, store.ListInput{Bucket: d.bucket, Prefix: prefix, Delimiter: "/", Token: token})
+		page, err := d.m.cfg.Store.List(ctx, store.ListInput{Bucket: d.bucket, Prefix: prefix, Delimiter: "/", Token: token, WithContent: d.m.cfg.ListContent != nil})
 		if err != nil {
 			return nil, err
 		}
@@ -401,6 +401,7 @@ func (d *dirNode) listAll(ctx context.Context) (map[string]entry, error) {
 				d.m.logOnce("object and directory share a name; showing the directory", d.bucket, o.Key)
 				continue
 			}
+			d.offerContent(&o)
 			entries[name] = entry{name: name, obj: o}
 		}
 		if page.NextToken == "" {

@@ -82,6 +82,11 @@ type Config struct {
 	// Ahead, if set, fetches a directory's next small files before they
 	// are opened when its files are opened in listing order (ahead.go).
 	Ahead FilesAhead
+	// ListContent, if set, makes listings ask a Tigris server for small
+	// files' content (store.ListInput.WithContent) and gives what comes
+	// (checked by the store) to the read path's cache, so those files read
+	// with no GET.
+	ListContent ContentCache
 	// Now returns the current time; nil means time.Now. Tests pass a fake
 	// clock to check TTLs without sleeping.
 	Now func() time.Time

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/bucketfs/bucketfs/integration/harness"
 )
 
@@ -145,5 +148,58 @@ func TestSmallFilesInOrder(t *testing.T) {
 	}
 	if !bytes.Equal(out, wantAll) {
 		t.Fatalf("rewritten: cat returned %d bytes, want %d with the rewritten file's new content", len(out), len(wantAll))
+	}
+}
+
+// TestTigrisListContent mounts through the proxy emulating Tigris's inline
+// listing content (X-Tigris-List-Content): with --tigris-list-content on,
+// a listed directory's small files read with no GET and exact bytes, and a
+// file too large to be inlined reads with a GET; with the default (auto,
+// and the server is not Tigris) the header is not sent and every file
+// costs its GET.
+func TestTigrisListContent(t *testing.T) {
+	const n, size = 30, 10 << 10
+	objects, keys := smallFileSet("inline", n, size, 9)
+	objects["inline/zz-large.bin"] = randomBytes(10, 200<<10)
+	b := newBucket(t, objects)
+	fetch := func(bucket, key string) ([]byte, error) {
+		out, err := client.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+		if err != nil {
+			return nil, err
+		}
+		defer out.Body.Close()
+		return io.ReadAll(out.Body)
+	}
+	for _, tc := range []struct {
+		flags    []string
+		wantGets int64
+	}{
+		{[]string{"--tigris-list-content", "on", "--prefetch-files=false"}, 1},
+		{[]string{"--prefetch-files=false"}, n + 1},
+	} {
+		m, px := proxiedMount(t, b, tc.flags...)
+		px.EmulateTigrisListContent(64<<10, fetch)
+		dir := filepath.Join(m.Dir, "inline")
+		if _, err := os.ReadDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		inlined := px.InlinedObjects()
+		px.Reset()
+		var paths []string
+		var want []byte
+		for _, k := range append(keys, "inline/zz-large.bin") {
+			paths = append(paths, filepath.Join(m.Dir, k))
+			want = append(want, objects[k]...)
+		}
+		out, err := exec.Command("cat", paths...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out, want) {
+			t.Fatalf("%v: cat returned %d bytes that differ from the files' %d", tc.flags, len(out), len(want))
+		}
+		if g := px.Stats().Gets; g != tc.wantGets {
+			t.Errorf("%v: %d GETs reading %d small files and a large one (listing carried %d files), want %d", tc.flags, g, n, inlined, tc.wantGets)
+		}
 	}
 }

@@ -156,3 +156,22 @@ func (m *Manager) aheadHeld() int64 {
 	}
 	return n
 }
+
+// OfferContent puts data, the whole content of v that a listing carried
+// (checked by the store against its size and ETag), in the block cache as
+// v's only block, so reading v sends no GET. Content larger than a block,
+// or of another size than v's, is ignored; the cache's admission policy
+// may decline it like any block.
+func (m *Manager) OfferContent(v store.Version, data []byte) {
+	if v.Size <= 0 || v.Size > m.cfg.BlockSize || int64(len(data)) != v.Size {
+		return
+	}
+	f, blk, created := m.cache.Join(m.blockKey(v, 0), len(data))
+	if created {
+		copy(f.Buffer(), data)
+		f.Filled(len(data))
+		f.Finish(nil)
+		m.Stats.InlineBlocks.Add(1)
+	}
+	blk.Release()
+}

@@ -202,3 +202,20 @@ func TestFetchAheadClose(t *testing.T) {
 	fx.settle(t)
 	fx.budgetReturns(t)
 }
+
+// TestOfferContent: content a listing carried is read with no GET; content
+// of another size than the version's is ignored.
+func TestOfferContent(t *testing.T) {
+	fx := newFixture(t, 1, 0, 64*mib)
+	vs, data := smallFiles(t, fx, 2, 3000)
+	fx.m.OfferContent(vs[0], data[0])
+	fx.m.OfferContent(vs[1], data[1][:100])
+	readWhole(t, fx.m, vs[0], data[0])
+	if g := fx.st.Calls("GetObject"); g != 0 {
+		t.Fatalf("%d GETs reading a file whose content the listing carried", g)
+	}
+	readWhole(t, fx.m, vs[1], data[1])
+	if g := fx.st.Calls("GetObject"); g != 1 {
+		t.Fatalf("%d GETs after reading a file whose offered content had the wrong size, want 1", g)
+	}
+}

@@ -137,6 +137,7 @@ type Stats struct {
 	SlowReads        atomic.Int64 // reads that took Options.SlowRead or longer
 	Promoted         atomic.Int64 // blocks random reads fetched whole for the disk tier
 	StreamsReclaimed atomic.Int64 // idle streams dropped to free budget for other reads
+	InlineBlocks     atomic.Int64 // small files cached from the content a listing carried (files.go)
 }
 
 // Manager is the read path of one mount: what all its Readers share.
@@ -290,6 +291,7 @@ func (m *Manager) Counters() []counters.Counter {
 		counters.New("random_reads", "Reads served outside a sequential stream.", p.RandomReads.Load),
 		counters.New("random_block_hits", "Reads (or parts of reads) outside a stream served by cached blocks.", p.BlockCacheServed.Load),
 		counters.New("random_promoted", "Blocks fetched whole for the disk cache after random reads missed them twice.", p.Promoted.Load),
+		counters.New("listing_content_files", "Small files cached from the content a Tigris listing carried (--tigris-list-content).", p.InlineBlocks.Load),
 		counters.New("budget_fallbacks", "Stream reads served by an exact GET because the read-ahead budget was full.", p.BudgetFallbacks.Load),
 		counters.Gauge("open_readers", "Files open for reading.", p.OpenReaders.Load),
 		counters.New("get_resumes", "GET bodies resumed from where they stopped after a stall or a cut.", p.Resumes.Load),

@@ -248,9 +248,18 @@ func (s *S3) List(ctx context.Context, in ListInput) (*ListPage, error) {
 	// carry U+0001 and its kin, and one such key would otherwise make the
 	// whole page undecodable. The SDK does not decode them itself.
 	req.EncodingType = types.EncodingTypeUrl
-	resp, err := s.client.ListObjectsV2(ctx, req)
+	var opts []func(*s3.Options)
+	var raw []byte
+	if in.WithContent {
+		opts = append(opts, withListContent(&raw))
+	}
+	resp, err := s.client.ListObjectsV2(ctx, req, opts...)
 	if err != nil {
 		return nil, wrapErr("ListObjectsV2", in.Bucket, in.Prefix, err)
+	}
+	var inline map[string]inlined
+	if raw != nil {
+		inline = inlineContent(raw)
 	}
 	// A server that ignores encoding-type sends raw names and says nothing.
 	encoded := strings.EqualFold(string(resp.EncodingType), string(types.EncodingTypeUrl))
@@ -270,6 +279,9 @@ func (s *S3) List(ctx context.Context, in ListInput) (*ListPage, error) {
 		}
 		if rs := o.RestoreStatus; rs != nil {
 			obj.Restore = RestoreState{Requested: true, Ongoing: aws.ToBool(rs.IsRestoreInProgress), Expiry: aws.ToTime(rs.RestoreExpiryDate)}
+		}
+		if c, ok := inline[aws.ToString(o.Key)]; ok {
+			obj.Content = checkedContent(c, obj)
 		}
 		page.Objects = append(page.Objects, obj)
 	}

@@ -89,6 +89,11 @@ type Object struct {
 	Restore RestoreState
 	// Metadata is the user metadata (HEAD and GET only).
 	Metadata map[string]string
+	// Content is the object's whole content when a listing asked for it
+	// (ListInput.WithContent) and the server inlined it; nil otherwise.
+	// It was checked against Size, and against ETag where that is a
+	// plain MD5; content that could not be checked is not given.
+	Content []byte
 }
 
 // ListInput asks for one page of objects under Prefix.
@@ -100,6 +105,9 @@ type ListInput struct {
 	Token string
 	// MaxKeys limits the page; zero means the server's default (1000).
 	MaxKeys int32
+	// WithContent asks a Tigris server to inline small objects' content
+	// in the listing (X-Tigris-List-Content); other servers ignore it.
+	WithContent bool
 }
 
 // ListPage is one page of a listing. Every key in Objects and every entry

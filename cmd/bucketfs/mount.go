@@ -103,6 +103,7 @@ func runMount(o *mountOptions) error {
 	// After checkStore: a Tigris behind a custom domain is known by the
 	// Server header of its first answer.
 	tigrisRename := resolveTigrisRename(o.TigrisRename, s3.Tigris)
+	listContent := resolveTigrisRename(o.ListContent, s3.Tigris)
 
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
@@ -185,6 +186,9 @@ func runMount(o *mountOptions) error {
 	if o.FilesAhead {
 		cfg.Ahead = rp
 	}
+	if listContent {
+		cfg.ListContent = rp
+	}
 	server, err := bfs.Mount(mnt, cfg, bfs.MountOptions{AllowOther: o.AllowOther, Debug: o.DebugFUSE})
 	if err != nil {
 		return fmt.Errorf("mounting %s: %v", mnt, err)
@@ -194,7 +198,7 @@ func runMount(o *mountOptions) error {
 		mlog.WithError(err).Info("kernel read-ahead left at 128 KiB: large reads arrive as 128 KiB requests")
 		rp.SetSplitBytes(2 * 128 << 10)
 	}
-	mlog.WithFields(logrus.Fields{"read_only": o.ReadOnly, "write_back": o.WriteBack, "tigris_rename": tigrisRename}).Info("mounted")
+	mlog.WithFields(logrus.Fields{"read_only": o.ReadOnly, "write_back": o.WriteBack, "tigris_rename": tigrisRename, "tigris_list_content": listContent}).Info("mounted")
 	notifyMounted(log, o.LogFile)
 	if wm != nil {
 		// Uploads a stopped daemon left in the journal go now that the

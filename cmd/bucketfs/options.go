@@ -39,9 +39,10 @@ type mountOptions struct {
 	// Read path
 	CacheMemory  int64 // bytes for blocks: resident, in flight, read ahead
 	BlockSize    int64
-	MaxReadahead int64 // per open file
-	MaxGets      int   // read-ahead GETs in flight, whole mount
-	FilesAhead   bool  // fetch a directory's next small files when read in listing order
+	MaxReadahead int64  // per open file
+	MaxGets      int    // read-ahead GETs in flight, whole mount
+	FilesAhead   bool   // fetch a directory's next small files when read in listing order
+	ListContent  string // auto, on or off: Tigris listings carry small files' content
 
 	// Disk cache (off when CacheDir is empty)
 	CacheDir            string
@@ -139,6 +140,7 @@ func bindFlags(fl *pflag.FlagSet, o *mountOptions) {
 	fl.StringVar(&o.writePartSizeStr, "write-part-size", "8MiB", "size of the parts of a multipart upload, 5MiB to 64MiB (parts after the 1,000th grow)")
 	fl.IntVar(&o.MaxUploads, "max-uploads", 8, "part uploads and server-side part copies in flight, for all files together")
 	fl.DurationVar(&o.UnmountWait, "unmount-wait", 5*time.Minute, "how long unmounting waits for pending --write-back uploads; what is left is uploaded at the next start")
+	fl.StringVar(&o.ListContent, "tigris-list-content", "auto", "ask Tigris to put small files' content in directory listings (X-Tigris-List-Content), so reading them costs no GET: auto (when the store is Tigris), on or off; content is used only when its size and MD5 match the listed size and ETag")
 	fl.StringVar(&o.TigrisRename, "tigris-rename", "auto", "rename files with Tigris's server-side rename: auto (when the store is Tigris), on or off")
 	fl.IntVar(&o.RenameDirLimit, "rename-dir-limit", bfs.DefaultRenameDirLimit, "most keys a directory rename moves server-side; a larger directory fails with EXDEV, so mv copies it")
 	fl.Int32Var(&o.AutoRestoreDays, "auto-restore", 0, "opening an archived object starts a restore for this many days (--auto-restore alone: 1 day) and fails with EAGAIN until it completes")
@@ -246,6 +248,11 @@ func (o *mountOptions) finish(args []string) error {
 	case "auto", "on", "off":
 	default:
 		return fmt.Errorf("--tigris-rename must be auto, on or off, not %q", o.TigrisRename)
+	}
+	switch o.ListContent {
+	case "auto", "on", "off":
+	default:
+		return fmt.Errorf("--tigris-list-content must be auto, on or off, not %q", o.ListContent)
 	}
 	if o.RenameDirLimit < 1 {
 		return fmt.Errorf("--rename-dir-limit must be at least 1")

@@ -190,7 +190,10 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	case http.MethodGet, http.MethodHead:
 		if key == "" {
 			if ok && r.Method == http.MethodGet && q.Get("list-type") == "2" {
-				return p.rewriteListing(resp, bucket, q, r.Header)
+				if err := p.rewriteListing(resp, bucket, q, r.Header); err != nil {
+					return err
+				}
+				return p.inlineListContent(resp, bucket, r.Header)
 			}
 			return nil
 		}

@@ -67,9 +67,10 @@ type Proxy struct {
 	puts, copies, deletes, completes, aborts atomic.Int64
 	putBytes                                 atomic.Int64
 
-	arch archive // archive-tier emulation, see archive.go
-	f    faults  // injected failures, see faults.go
-	up   uploads // request body bytes per key, see writes.go
+	arch archive     // archive-tier emulation, see archive.go
+	lc   listContent // Tigris's inline listing content, see tigris_list.go
+	f    faults      // injected failures, see faults.go
+	up   uploads     // request body bytes per key, see writes.go
 }
 
 // Start listens on a free loopback port and forwards to target.
