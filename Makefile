@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Packages with unit tests: everything but the end-to-end suite.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: all build image deps vet unit integration test demo bench fuzz soak versitygw clean
+.PHONY: all build image deps vet unit integration test demo bench compare fuzz soak versitygw clean
 
 all: build
 
@@ -71,6 +71,22 @@ demo:
 # workloads 1, 2 and 8a there.
 bench:
 	$(GO) test -tags bench -count=1 -run TestBench -v -timeout 40m ./integration/
+
+# bucketfs against rclone mount and s3fs (and geesefs, tigrisfs and
+# mountpoint-s3 when on PATH or named by GEESEFS=, TIGRISFS=, MOUNT_S3=) on
+# the same workloads, server and 20 ms proxy; writes integration/COMPARE.md,
+# integration/compare.png and the README's "Comparison with other mounts".
+# Installs the Debian packages rclone, s3fs and fuse3 when missing. Needs
+# root (it drops the page cache); takes under fifteen minutes and about
+# 12 GiB of disk.
+compare:
+	@for p in rclone:rclone s3fs:s3fs mount.fuse3:fuse3; do \
+		cmd=$${p%%:*}; pkg=$${p#*:}; \
+		command -v $$cmd >/dev/null || test -x /sbin/$$cmd || { echo "installing Debian package $$pkg"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg || \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg; }; }; \
+	done
+	$(GO) test -tags compare -count=1 -run '^TestCompare$$' -v -timeout 30m ./integration/compare/
 
 # The soak test for SOAKTIME (20s in make test).
 SOAKTIME ?= 5m

@@ -1,0 +1,62 @@
+package compare
+
+import (
+	"fmt"
+	"io"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// ChartCaption explains the chart's scale; COMPARE.md and the README
+// print it under the image.
+const ChartCaption = "Each group is one row of the table; each bar is a tool's result divided by the best tool's result of that row " +
+	"(for times: the best time divided by the tool's), so the winner of a row reaches 1.0 and every bar reads \"higher is better\" " +
+	"whatever the unit. A bar of a run stopped at its time cap is drawn at its bound (the cap, or the rate until the cap): at most what it would have scored. " +
+	"A missing bar is a failed, skipped or unrun measurement (see the table)."
+
+// Chart draws the scores (Results.Score) as a grouped bar chart, one group
+// per workload and one bar per tool, and writes it as PNG to w.
+func Chart(rs *Results, title string, w io.Writer) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = "result / best result of the row (1.0 = best)"
+	p.Y.Min, p.Y.Max = 0, 1.05
+	p.Legend.Top = true
+	p.Legend.Left = false
+	p.Legend.YOffs = vg.Points(18)
+
+	n := len(rs.Tools)
+	width := vg.Points(float64(min(14, 80/max(n, 1))))
+	var labels []string
+	for _, wl := range rs.Workloads {
+		labels = append(labels, wl.Short)
+	}
+	for i, tool := range rs.Tools {
+		vals := make(plotter.Values, len(rs.Workloads))
+		for j, wl := range rs.Workloads {
+			if s, ok := rs.Score(wl, tool); ok {
+				vals[j] = s
+			}
+		}
+		bars, err := plotter.NewBarChart(vals, width)
+		if err != nil {
+			return fmt.Errorf("bars of %s: %w", tool, err)
+		}
+		bars.LineStyle.Width = 0
+		bars.Color = plotutil.Color(i)
+		bars.Offset = vg.Length(float64(i)-float64(n-1)/2) * width
+		p.Add(bars)
+		p.Legend.Add(tool, bars)
+	}
+	p.NominalX(labels...)
+	p.Add(plotter.NewGrid())
+	wt, err := p.WriterTo(vg.Length(max(8, 1.3*float64(len(rs.Workloads))))*vg.Inch, 5*vg.Inch, "png")
+	if err != nil {
+		return err
+	}
+	_, err = wt.WriteTo(w)
+	return err
+}

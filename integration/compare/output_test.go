@@ -1,0 +1,97 @@
+//go:build compare
+
+package compare
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/bucketfs/bucketfs/integration/harness"
+)
+
+// report prints the table and writes COMPARE.md, the chart and the
+// README's section: the published ones after a full run, else into
+// COMPARE_OUT or a temporary directory.
+func (e *env) report(elapsed time.Duration) {
+	t := e.t
+	run := Run{
+		Date:     time.Now(),
+		Machine:  machine(),
+		Go:       runtime.Version(),
+		Server:   "versitygw " + harness.VersitygwVersion + " (posix backend)",
+		Latency:  latency,
+		Versions: map[string]string{},
+		Commands: map[string]string{},
+		Skipped:  e.skipped,
+		Elapsed:  elapsed,
+		Seeding:  e.seeding,
+		Chart:    "compare.png",
+	}
+	for _, tr := range e.tools {
+		run.Versions[tr.name] = tr.version
+		run.Commands[tr.name] = tr.cmdline
+	}
+	var caps []string
+	for _, w := range e.cfg.workloads {
+		caps = append(caps, fmt.Sprintf("%s %s", w.Short, e.cfg.caps[w.ID]))
+	}
+	run.Caps = fmt.Sprintf("Each row of each tool runs under a time cap (%s); a run stopped at its cap shows as \"> N s (stopped)\" and never wins. The whole run has a budget of %s: a row that would start with less than 10 s of it left is not run, and says so.",
+		strings.Join(caps, ", "), e.cfg.budget)
+	if !e.cfg.full {
+		run.Sizes = fmt.Sprintf("a short run, not the published settings: large objects of %d MiB (row 2: %d MiB each), a large directory of %d entries", e.cfg.size/mib, e.cfg.parSize/mib, e.cfg.many)
+	}
+	run.Extra = append(run.Extra,
+		fmt.Sprintf("bucketfs runs with its defaults; each peer with the flags its documentation recommends for this mix of jobs (the reasons are in integration/compare/peers.go). One command line per tool serves every row."),
+		"Rows 7 and 8 write new keys of their own per tool (w7-TOOL.bin, w8-TOOL/); their sources are local files, in the page cache.",
+	)
+
+	md := Markdown(run, e.results)
+	fmt.Println("\n" + md)
+
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outDir := filepath.Join(root, "integration")
+	publish := e.cfg.full && e.cfg.out == ""
+	if !publish {
+		outDir = e.cfg.out
+		if outDir == "" {
+			outDir, _ = os.MkdirTemp("", "bucketfs-compare-")
+		}
+		os.MkdirAll(outDir, 0o755)
+	}
+	var png bytes.Buffer
+	if err := Chart(e.results, fmt.Sprintf("bucketfs and other S3 mounts, %s, %s first-byte latency", run.Date.UTC().Format("2006-01-02"), latency), &png); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(outDir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("compare.png", png.Bytes())
+	write("COMPARE.md", []byte(md))
+	readmePath := filepath.Join(root, "README.md")
+	if !publish {
+		readmePath = filepath.Join(outDir, "README.md")
+		if _, err := os.Stat(readmePath); err != nil {
+			b, _ := os.ReadFile(filepath.Join(root, "README.md"))
+			os.WriteFile(readmePath, b, 0o644)
+		}
+	}
+	old, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := ReadmeSection(run, e.results, "integration/compare.png", "integration/COMPARE.md")
+	if err := os.WriteFile(readmePath, []byte(SpliceReadme(string(old), section)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report written to %s (COMPARE.md, compare.png) and %s; the run took %s", outDir, readmePath, elapsed.Round(time.Second))
+}

@@ -1,0 +1,284 @@
+// Package compare measures bucketfs against the other FUSE mounts of S3
+// (rclone mount, s3fs, and geesefs, tigrisfs and mountpoint-s3 when they
+// are installed) on the same workloads, the same versitygw and the same
+// 20 ms proxy, in one run (`make compare`, build tag compare), and writes
+// the results to integration/COMPARE.md, a bar chart and a section of the
+// README.
+//
+// This file and peers.go hold the parts that need no mount: the results,
+// who wins each row, the Markdown, the chart and which peers can run. They
+// are unit tested in `make test`; the run itself is in the files built with
+// the tag.
+package compare
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"unicode/utf8"
+)
+
+// Status is how a measurement ended.
+type Status int
+
+const (
+	OK      Status = iota // measured, every byte checked
+	Stopped               // stopped at its time cap: the value is a bound
+	Failed                // an error or a wrong byte
+	Skipped               // the tool is not available
+	NotRun                // the run's time budget was spent before this row
+)
+
+// Workload is one row of the comparison.
+type Workload struct {
+	ID     string // short name, used in flags and file names: "seq", "ls100k"
+	Title  string // what the row measures, as shown in the table
+	Short  string // the chart's label
+	Unit   string // "MB/s", "s" or "ms"
+	Higher bool   // whether a higher value is better
+}
+
+// Result is one tool's measurement of one workload.
+type Result struct {
+	Tool   string
+	Work   string // Workload.ID
+	Value  float64
+	Status Status
+	Cap    float64 // seconds: the time cap, for Stopped
+	Note   string  // what else was seen: amplification, the stored object's check, ...
+	Err    string  // for Failed, Skipped and NotRun: why
+	Log    string  // for Failed: the end of the tool's own log
+}
+
+// Format renders a result in its workload's unit.
+func (r Result) Format(w Workload) string {
+	switch r.Status {
+	case OK:
+		return formatValue(r.Value, w.Unit)
+	case Stopped:
+		s := fmt.Sprintf("> %.0f s (stopped)", r.Cap)
+		if w.Higher && r.Value > 0 {
+			s += fmt.Sprintf(", %s until then", formatValue(r.Value, w.Unit))
+		}
+		return s
+	case Failed:
+		return "**FAILED**: " + shorten(r.Err, 100)
+	case Skipped:
+		return "skipped: " + r.Err
+	default:
+		return "not run: " + r.Err
+	}
+}
+
+func formatValue(v float64, unit string) string {
+	switch unit {
+	case "MB/s":
+		if v < 10 {
+			return fmt.Sprintf("%.1f MB/s", v)
+		}
+		return fmt.Sprintf("%.0f MB/s", v)
+	case "s":
+		if v < 10 {
+			return fmt.Sprintf("%.2f s", v)
+		}
+		return fmt.Sprintf("%.1f s", v)
+	case "ms":
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%g %s", v, unit)
+}
+
+// Results holds every measurement of a run.
+type Results struct {
+	Workloads []Workload
+	Tools     []string // in column order, bucketfs first
+	rows      map[string]map[string]Result
+}
+
+// NewResults returns an empty table.
+func NewResults(works []Workload, tools []string) *Results {
+	return &Results{Workloads: works, Tools: tools, rows: map[string]map[string]Result{}}
+}
+
+// Add records r, replacing an earlier result of the same tool and workload.
+func (rs *Results) Add(r Result) {
+	if rs.rows[r.Work] == nil {
+		rs.rows[r.Work] = map[string]Result{}
+	}
+	rs.rows[r.Work][r.Tool] = r
+}
+
+// Get returns the result of tool on work, and whether there is one.
+func (rs *Results) Get(work, tool string) (Result, bool) {
+	r, ok := rs.rows[work][tool]
+	return r, ok
+}
+
+// Winner returns the tool with the best OK value of work, or "" when no
+// tool has one. A stopped run never wins: its value is only a bound. Ties
+// go to the tool listed first.
+func (rs *Results) Winner(w Workload) string {
+	best, bestV := "", 0.0
+	for _, t := range rs.Tools {
+		r, ok := rs.rows[w.ID][t]
+		if !ok || r.Status != OK {
+			continue
+		}
+		if best == "" || (w.Higher && r.Value > bestV) || (!w.Higher && r.Value < bestV) {
+			best, bestV = t, r.Value
+		}
+	}
+	return best
+}
+
+// Score is a tool's result relative to the best of its row: 1 for the
+// winner, best/value (lower is better) or value/best (higher is better)
+// for the others, so every row reads "higher is better" on one scale. A
+// stopped run scores its bound (the cap for times, the rate until the cap
+// for rates): at most what it would have scored. Failed, skipped and
+// unrun results score 0 and ok false.
+func (rs *Results) Score(w Workload, tool string) (score float64, ok bool) {
+	win := rs.Winner(w)
+	if win == "" {
+		return 0, false
+	}
+	best := rs.rows[w.ID][win].Value
+	r, found := rs.rows[w.ID][tool]
+	if !found {
+		return 0, false
+	}
+	v := r.Value
+	switch r.Status {
+	case OK:
+	case Stopped:
+		if !w.Higher {
+			v = r.Cap
+			if w.Unit == "ms" {
+				v = r.Cap * 1000
+			}
+		}
+	default:
+		return 0, false
+	}
+	if v <= 0 || best <= 0 {
+		return 0, false
+	}
+	if w.Higher {
+		return math.Min(v/best, 1), true
+	}
+	return math.Min(best/v, 1), true
+}
+
+// Verdict says in words who wins a row and by how much over bucketfs (or
+// bucketfs over the next best), plainly when a peer wins.
+func (rs *Results) Verdict(w Workload, self string) string {
+	win := rs.Winner(w)
+	if win == "" {
+		return "no tool finished"
+	}
+	if win != self {
+		s, ok := rs.Score(w, self)
+		if !ok {
+			return fmt.Sprintf("**%s wins**; %s has no result", win, self)
+		}
+		return fmt.Sprintf("**%s wins** (%s is %.2fx slower)", win, self, 1/s)
+	}
+	second, secondS := "", 0.0
+	for _, t := range rs.Tools {
+		if t == self {
+			continue
+		}
+		if s, ok := rs.Score(w, t); ok && s > secondS {
+			second, secondS = t, s
+		}
+	}
+	if second == "" {
+		return self + " (no peer finished)"
+	}
+	if secondS >= 1 {
+		return fmt.Sprintf("%s, tied with %s", self, second)
+	}
+	return fmt.Sprintf("%s (%.2fx the next best, %s)", self, 1/secondS, second)
+}
+
+// Table renders the results as a Markdown table: one row per workload,
+// one column per tool, and the winner.
+func (rs *Results) Table(self string) string {
+	var b strings.Builder
+	b.WriteString("| workload | " + strings.Join(rs.Tools, " | ") + " | best |\n")
+	b.WriteString("| --- |" + strings.Repeat(" --- |", len(rs.Tools)) + " --- |\n")
+	for _, w := range rs.Workloads {
+		dir := "lower is better"
+		if w.Higher {
+			dir = "higher is better"
+		}
+		cells := []string{fmt.Sprintf("%s (%s, %s)", w.Title, w.Unit, dir)}
+		for _, t := range rs.Tools {
+			r, ok := rs.rows[w.ID][t]
+			if !ok {
+				cells = append(cells, "")
+				continue
+			}
+			c := r.Format(w)
+			if r.Status == OK && t == rs.Winner(w) {
+				c = "**" + c + "**"
+			}
+			cells = append(cells, escapeCell(c))
+		}
+		cells = append(cells, rs.Verdict(w, self))
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+	return b.String()
+}
+
+// Notes lists each result's note, row by row.
+func (rs *Results) Notes() []string {
+	var out []string
+	for _, w := range rs.Workloads {
+		for _, t := range rs.Tools {
+			if r, ok := rs.rows[w.ID][t]; ok && r.Note != "" {
+				out = append(out, fmt.Sprintf("%s, %s: %s", w.Title, t, r.Note))
+			}
+		}
+	}
+	return out
+}
+
+// Failures lists the failed results, the rows to shout about.
+func (rs *Results) Failures() []Result {
+	var out []Result
+	for _, w := range rs.Workloads {
+		for _, t := range rs.Tools {
+			if r, ok := rs.rows[w.ID][t]; ok && r.Status == Failed {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// Wins counts the rows each tool wins.
+func (rs *Results) Wins() map[string]int {
+	m := map[string]int{}
+	for _, w := range rs.Workloads {
+		if win := rs.Winner(w); win != "" {
+			m[win]++
+		}
+	}
+	return m
+}
+
+func escapeCell(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ")
+}
+
+// shorten cuts s to at most n bytes (at a rune boundary), marking the cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
