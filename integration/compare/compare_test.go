@@ -221,7 +221,7 @@ type env struct {
 	start    time.Time
 	deadline time.Time // rows that would start after it are not run
 	root     string
-	dataDir  string // versitygw's posix backend's directory
+	dataDir  string     // versitygw's posix backend's directory
 	server   *s3.Client // straight to versitygw: seeding and checking, never timed
 	px       *proxy.Proxy
 	tools    []toolRun
