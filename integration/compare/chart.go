@@ -3,10 +3,12 @@ package compare
 import (
 	"fmt"
 	"io"
+	"math"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
 )
 
@@ -23,10 +25,9 @@ func Chart(rs *Results, title string, w io.Writer) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.Y.Label.Text = "result / best result of the row (1.0 = best)"
-	p.Y.Min, p.Y.Max = 0, 1.05
+	p.Y.Min, p.Y.Max = 0, 1.25 // room for the legend above the bars
 	p.Legend.Top = true
 	p.Legend.Left = false
-	p.Legend.YOffs = vg.Points(18)
 
 	n := len(rs.Tools)
 	width := vg.Points(float64(min(14, 80/max(n, 1))))
@@ -50,9 +51,45 @@ func Chart(rs *Results, title string, w io.Writer) error {
 		bars.Offset = vg.Length(float64(i)-float64(n-1)/2) * width
 		p.Add(bars)
 		p.Legend.Add(tool, bars)
+		// Say on the chart which bars are bounds and which are missing.
+		var marks plotter.XYLabels
+		for j, wl := range rs.Workloads {
+			r, found := rs.Get(wl.ID, tool)
+			mark := ""
+			switch {
+			case !found:
+			case r.Status == Stopped:
+				mark = "stopped at cap"
+			case r.Status == Failed:
+				mark = "FAILED"
+			case r.Status == NotRun:
+				mark = "not run"
+			}
+			if mark != "" {
+				marks.XYs = append(marks.XYs, plotter.XY{X: float64(j), Y: vals[j] + 0.02})
+				marks.Labels = append(marks.Labels, mark)
+			}
+		}
+		if len(marks.Labels) > 0 {
+			l, err := plotter.NewLabels(marks)
+			if err != nil {
+				return err
+			}
+			for k := range l.TextStyle {
+				l.TextStyle[k].Rotation = math.Pi / 2
+				l.TextStyle[k].YAlign = text.YCenter
+				l.TextStyle[k].XAlign = text.XLeft
+				l.TextStyle[k].Font.Size = vg.Points(8)
+			}
+			l.Offset = vg.Point{X: bars.Offset}
+			p.Add(l)
+		}
 	}
 	p.NominalX(labels...)
-	p.Add(plotter.NewGrid())
+	p.X.Min, p.X.Max = -0.6, float64(len(rs.Workloads))-0.4
+	grid := plotter.NewGrid()
+	grid.Vertical.Color = nil
+	p.Add(grid)
 	wt, err := p.WriterTo(vg.Length(max(8, 1.3*float64(len(rs.Workloads))))*vg.Inch, 5*vg.Inch, "png")
 	if err != nil {
 		return err

@@ -262,6 +262,7 @@ func (e *env) discover(bin string) {
 	if e.want(Self) {
 		rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
 		cfg := e.mountConfig(Self, "DIR")
+		cfg.Endpoint = "http://127.0.0.1:PORT"
 		e.tools = append(e.tools, toolRun{name: Self, exe: bin, version: "built from this tree, " + strings.TrimSpace(string(rev)),
 			cmdline: CommandLine(nil, "bucketfs", bucketfsArgs(cfg))})
 	}
@@ -276,6 +277,7 @@ func (e *env) discover(bin string) {
 		}
 		out, _ := exec.Command(path, p.Version).CombinedOutput()
 		cfg := e.mountConfig(p.Name, "DIR")
+		cfg.Endpoint = "http://127.0.0.1:PORT"
 		cfg.CacheDir, cfg.PasswdFile = "CACHE_DIR", "PASSWD_FILE"
 		cfg.AccessKey, cfg.SecretKey = "...", "..."
 		e.tools = append(e.tools, toolRun{name: p.Name, exe: path, peer: &p, version: VersionLine(p.Name, string(out)),

@@ -67,7 +67,7 @@ func (e *env) report(elapsed time.Duration) {
 		os.MkdirAll(outDir, 0o755)
 	}
 	var png bytes.Buffer
-	if err := Chart(e.results, fmt.Sprintf("bucketfs and other S3 mounts, %s, %s first-byte latency", run.Date.UTC().Format("2006-01-02"), latency), &png); err != nil {
+	if err := Chart(e.results, fmt.Sprintf("bucketfs and other S3 mounts, %s, %s first-byte latency", run.Date.UTC().Format("2006-01-02"), ms(latency)), &png); err != nil {
 		t.Fatal(err)
 	}
 	write := func(name string, b []byte) {

@@ -181,7 +181,7 @@ func (rs *Results) Verdict(w Workload, self string) string {
 		if !ok {
 			return fmt.Sprintf("**%s wins**; %s has no result", win, self)
 		}
-		return fmt.Sprintf("**%s wins** (%s is %.2fx slower)", win, self, 1/s)
+		return fmt.Sprintf("**%s wins** (%s)", win, margin(self, 1/s, "slower"))
 	}
 	second, secondS := "", 0.0
 	for _, t := range rs.Tools {
@@ -198,7 +198,16 @@ func (rs *Results) Verdict(w Workload, self string) string {
 	if secondS >= 1 {
 		return fmt.Sprintf("%s, tied with %s", self, second)
 	}
-	return fmt.Sprintf("%s (%.2fx the next best, %s)", self, 1/secondS, second)
+	return fmt.Sprintf("%s (%s)", self, margin(second, 1/secondS, "slower, the next best"))
+}
+
+// margin says how far behind tool is: "rclone is 2.50x slower", or, under
+// 10%, "rclone is 3% slower" (a ratio like 1.03x reads as a tie).
+func margin(tool string, ratio float64, what string) string {
+	if ratio < 1.1 {
+		return fmt.Sprintf("%s is %.0f%% %s", tool, (ratio-1)*100, what)
+	}
+	return fmt.Sprintf("%s is %.2fx %s", tool, ratio, what)
 }
 
 // Table renders the results as a Markdown table: one row per workload,

@@ -128,13 +128,19 @@ func TestFormat(t *testing.T) {
 func TestVerdict(t *testing.T) {
 	rs := testResults()
 	for _, c := range []struct{ work, want string }{
-		{"seq", "bucketfs (2.00x the next best, rclone)"},
+		{"seq", "bucketfs (rclone is 2.00x slower, the next best)"},
 		{"ls", "**rclone wins** (bucketfs is 2.00x slower)"},
 		{"ttfb", "**s3fs wins**; bucketfs has no result"},
 	} {
 		if got := rs.Verdict(workByID(c.work), "bucketfs"); got != c.want {
 			t.Errorf("Verdict(%s) = %q, want %q", c.work, got, c.want)
 		}
+	}
+	close := NewResults(testWorks, []string{"bucketfs", "s3fs"})
+	close.Add(Result{Tool: "bucketfs", Work: "seq", Value: 171, Status: OK})
+	close.Add(Result{Tool: "s3fs", Work: "seq", Value: 172, Status: OK})
+	if got, want := close.Verdict(testWorks[0], "bucketfs"), "**s3fs wins** (bucketfs is 1% slower)"; got != want {
+		t.Errorf("close Verdict = %q, want %q", got, want)
 	}
 }
 

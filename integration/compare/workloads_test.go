@@ -288,7 +288,8 @@ func (e *env) ls(ctx context.Context, dir string, n int, size int64) outcome {
 	out, err := exec.CommandContext(ctx, "ls", "-l", dir).Output()
 	d := time.Since(start)
 	if ctx.Err() != nil {
-		return outcome{stopped: true, err: ctx.Err()}
+		st := e.px.Stats()
+		return outcome{stopped: true, err: ctx.Err(), note: fmt.Sprintf("by the cap: %d LISTs, %d HEADs, %d GETs", st.Lists, st.Heads, st.Gets)}
 	}
 	if err != nil {
 		return outcome{err: fmt.Errorf("ls -l: %v", err)}
