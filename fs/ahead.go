@@ -16,6 +16,7 @@ package fs
 // count as in order, so workers racing each other do not break it.
 
 import (
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -135,8 +136,9 @@ func (d *dirNode) noteOpen(name string) {
 		drop = append(drop, v)
 		o.unfetchLocked(name)
 	}
+	tol, streak := orderBand(len(names))
 	ci, _ := position(names, o.cursor)
-	if o.cursor == "" || i < ci-orderTolerance || i > ci+orderTolerance {
+	if o.cursor == "" || i < ci-tol || i > ci+tol {
 		drop = append(drop, o.resetLocked(name)...)
 		o.streak = 1
 		o.armLocked(d)
@@ -148,13 +150,13 @@ func (d *dirNode) noteOpen(name string) {
 	}
 	// Files the pattern passed without opening them are not coming.
 	for n, v := range o.fetched {
-		if j, _ := position(names, n); j < ci-orderTolerance {
+		if j, _ := position(names, n); j < ci-tol {
 			drop = append(drop, v)
 			o.unfetchLocked(n)
 		}
 	}
 	o.armLocked(d)
-	if o.streak < orderStreak {
+	if o.streak < streak {
 		return
 	}
 	maxFiles, maxBytes := fa.AheadWindow()
@@ -188,6 +190,28 @@ func (d *dirNode) noteOpen(name string) {
 		}
 		o.frontier = n
 	}
+}
+
+// orderBand returns, for a directory of n names, how far from the
+// furthest file opened an open may land and still count as in order, and
+// how many such opens in a row start fetching ahead. Eight places either
+// side cover much of a small directory, where opens in a random order
+// would land in the band time and again and fetch files ahead that are
+// not opened next (or were opened already): the band narrows to a
+// thirty-second of the directory (two places at least), and the streak grows
+// until a random order passes it by chance once in a hundred opens at
+// most. A directory of five names or fewer is never fetched ahead.
+func orderBand(n int) (tol, streak int) {
+	tol = min(orderTolerance, max(2, n/32))
+	p := float64(2*tol+1) / float64(n)
+	if p >= 1 {
+		return tol, n + 1
+	}
+	streak = orderStreak
+	for math.Pow(p, float64(streak-1)) > 0.01 {
+		streak++
+	}
+	return tol, streak
 }
 
 // aheadVersion is the version an open of entry e (named n) pins, as
