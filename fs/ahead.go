@@ -136,6 +136,12 @@ func (d *dirNode) noteOpen(name string) {
 		drop = append(drop, v)
 		o.unfetchLocked(name)
 	}
+	if o.cursor == name {
+		// The same file again (a program reopening one file) is no step
+		// in any order: it neither builds nor breaks the pattern.
+		o.armLocked(d)
+		return
+	}
 	tol, streak := orderBand(len(names))
 	ci, _ := position(names, o.cursor)
 	if o.cursor == "" || i < ci-tol || i > ci+tol {

@@ -291,3 +291,26 @@ func TestAheadSkips(t *testing.T) {
 		t.Fatal("the old version of a file rewritten since is still held after a new listing")
 	}
 }
+
+// TestAheadSameFile: opening one file again and again is no pattern, and
+// does not break one under way.
+func TestAheadSameFile(t *testing.T) {
+	a := newRecordingAhead(16, 0)
+	d, _ := aheadDir(t, 100, a)
+	for range 10 {
+		a.open(d, name(5))
+	}
+	if got := a.fetched(); len(got) != 0 {
+		t.Fatalf("reopening one file fetched %v", got)
+	}
+	for i := 6; i < 12; i++ {
+		a.open(d, name(i))
+		a.open(d, name(i))
+	}
+	if len(a.fetched()) == 0 {
+		t.Fatal("opens in order, each file twice, fetched nothing ahead")
+	}
+	if a.drops != 0 {
+		t.Fatalf("%d files dropped: reopening a file broke the pattern", a.drops)
+	}
+}
