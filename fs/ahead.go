@@ -150,8 +150,12 @@ func (d *dirNode) noteOpen(name string) {
 		o.armLocked(d)
 		return
 	}
-	o.streak++
 	if i > ci {
+		// Only an open past the furthest one follows the listing: opens
+		// behind it (a worker that fell behind, or the same file again)
+		// keep the pattern but do not make one, so files opened in
+		// reverse order fetch nothing ahead.
+		o.streak++
 		o.cursor, ci = name, i
 	}
 	// Files the pattern passed without opening them are not coming.

@@ -56,3 +56,28 @@ func TestAheadInOrderSmallDir(t *testing.T) {
 		t.Fatalf("%d files dropped though every one was opened", a.drops)
 	}
 }
+
+// TestAheadReverse: files opened in reverse listing order (ls -r, sort -r)
+// are not a pattern of opens in listing order: nothing is fetched that is
+// not read.
+func TestAheadReverse(t *testing.T) {
+	for _, n := range []int{30, 100, 500} {
+		a := newRecordingAhead(64, 0)
+		d, _ := aheadDir(t, n, a)
+		taken := 0
+		for i := n - 1; i >= 0; i-- {
+			a.mu.Lock()
+			for v := range a.held {
+				if v.Key == "d/"+name(i) {
+					taken++
+				}
+			}
+			a.mu.Unlock()
+			a.open(d, name(i))
+		}
+		d.dropAhead()
+		if wasted := len(a.fetches) - taken; wasted*10 > n {
+			t.Errorf("%d files opened in reverse order: %d fetched ahead and not read", n, wasted)
+		}
+	}
+}
