@@ -68,6 +68,18 @@ type readOrder struct {
 	streak int // GUARDED_BY(mu)
 	// window is how many files past cursor are to be held.
 	window int // GUARDED_BY(mu)
+	// start is the first name (in listing order) opened in the pattern,
+	// and opened how many names from start on were opened in it: a
+	// pattern that leaves files unopened behind it (every other file,
+	// only the .jpg of .jpg and .json pairs) is not fetched ahead.
+	// dirs counts the subdirectories from start to cursor: nothing
+	// opens them as files.
+	start  string // GUARDED_BY(mu)
+	opened int    // GUARDED_BY(mu)
+	dirs   int    // GUARDED_BY(mu)
+	// recent is the names opened within the band behind cursor, so that
+	// one opened again is counted once.
+	recent map[string]bool // GUARDED_BY(mu)
 	// frontier is the last name considered for fetching ahead.
 	frontier string // GUARDED_BY(mu)
 	// fetched is the files fetched ahead and not opened yet, by name.
@@ -150,7 +162,16 @@ func (d *dirNode) noteOpen(name string) {
 		o.armLocked(d)
 		return
 	}
+	if !o.recent[name] {
+		o.recent[name] = true
+		o.opened++
+	}
+	if si, _ := position(names, o.start); i < si {
+		o.start = name
+		o.dirs += countDirs(entries, names[i:si])
+	}
 	if i > ci {
+		o.dirs += countDirs(entries, names[ci+1:i])
 		// Only an open past the furthest one follows the listing: opens
 		// behind it (a worker that fell behind, or the same file again)
 		// keep the pattern but do not make one, so files opened in
@@ -165,8 +186,19 @@ func (d *dirNode) noteOpen(name string) {
 			o.unfetchLocked(n)
 		}
 	}
+	for n := range o.recent {
+		if j, _ := position(names, n); j < ci-tol {
+			delete(o.recent, n)
+		}
+	}
 	o.armLocked(d)
 	if o.streak < streak {
+		return
+	}
+	// Files between the first opened and the furthest that were not
+	// opened (yet: workers racing leave a few for a moment) would be
+	// fetched and not read as often: no more than one in ten.
+	if si, _ := position(names, o.start); 10*(ci-si+1-o.dirs-o.opened) > ci-si+1-o.dirs {
 		return
 	}
 	maxFiles, maxBytes := fa.AheadWindow()
@@ -224,6 +256,17 @@ func orderBand(n int) (tol, streak int) {
 	return tol, streak
 }
 
+// countDirs returns how many of names are directories in entries.
+func countDirs(entries map[string]entry, names []string) int {
+	n := 0
+	for _, name := range names {
+		if entries[name].dir {
+			n++
+		}
+	}
+	return n
+}
+
 // aheadVersion is the version an open of entry e (named n) pins, as
 // fileNode.version makes it.
 func (d *dirNode) aheadVersion(pfx, n string, e entry) ObjectVersion {
@@ -260,6 +303,7 @@ func (o *readOrder) resetLocked(name string) []ObjectVersion {
 	}
 	o.fetched, o.fetchedBytes = nil, 0
 	o.cursor, o.streak, o.window, o.frontier = name, 0, 0, ""
+	o.start, o.opened, o.dirs, o.recent = name, 1, 0, map[string]bool{name: true}
 	return drop
 }
 

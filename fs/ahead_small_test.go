@@ -1,8 +1,12 @@
 package fs
 
 import (
+	"context"
+	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/bucketfs/bucketfs/store"
 )
 
 // TestAheadShuffledSmallDirs: a small directory's files opened in a random
@@ -79,5 +83,59 @@ func TestAheadReverse(t *testing.T) {
 		if wasted := len(a.fetches) - taken; wasted*10 > n {
 			t.Errorf("%d files opened in reverse order: %d fetched ahead and not read", n, wasted)
 		}
+	}
+}
+
+// TestAheadStrided: every k-th file opened in listing order (a sampler
+// split across machines, each reading its share) fetches under a tenth
+// more than it reads.
+func TestAheadStrided(t *testing.T) {
+	for _, k := range []int{2, 3, 4} {
+		const n = 600
+		a := newRecordingAhead(64, 0)
+		d, _ := aheadDir(t, n, a)
+		taken, opened := 0, 0
+		for i := 0; i < n; i += k {
+			a.mu.Lock()
+			for v := range a.held {
+				if v.Key == "d/"+name(i) {
+					taken++
+				}
+			}
+			a.mu.Unlock()
+			a.open(d, name(i))
+			opened++
+		}
+		d.dropAhead()
+		t.Logf("every %d files: %d fetched ahead, %d of them read, %d opened", k, len(a.fetches), taken, opened)
+		if wasted := len(a.fetches) - taken; wasted*10 > opened {
+			t.Errorf("every %d files opened: %d fetched ahead and not read for %d read", k, wasted, opened)
+		}
+	}
+}
+
+// TestAheadSubdirs: subdirectories between the files opened in listing
+// order (cat dir/* opens only the files) do not stop fetching ahead.
+func TestAheadSubdirs(t *testing.T) {
+	a := newRecordingAhead(64, 0)
+	st := store.NewFake()
+	for i := range 100 {
+		st.Seed("bkt", fmt.Sprintf("d/f%04d", i), []byte("x"))
+		if i%4 == 0 {
+			st.Seed("bkt", fmt.Sprintf("d/f%04d-sub/x", i), []byte("x"))
+		}
+	}
+	cfg, _, _ := testConfig(st, "bkt")
+	cfg.Prefix = "d/"
+	cfg.Ahead = a
+	d := testDir(t, cfg)
+	if _, _, err := d.listing(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		a.open(d, name(i))
+	}
+	if n := len(a.fetches); n < 90 {
+		t.Fatalf("%d of 100 files fetched ahead when read in listing order past 25 subdirectories", n)
 	}
 }
