@@ -11,11 +11,13 @@ import "time"
 const backSlack = 2 << 20
 
 // A run of contiguous reads outside the stream becomes the stream once it
-// has at least two reads and more than minRunBytes bytes. Without the byte
-// floor, one 256 KiB record read that the kernel cut into two 128 KiB
-// requests would look sequential; with it, a player resuming after a seek
-// (the kernel's read-ahead grows its requests) is a stream by its second
-// read.
+// has at least two reads and more than max(minRunBytes, SplitBytes) bytes.
+// Without the byte floor, one 256 KiB record read that the kernel cut into
+// two 128 KiB requests would look sequential, and so would one random read
+// that arrived as the kernel's read-ahead around it plus an asynchronous
+// read-ahead (see Options.SplitBytes); with it, a player resuming after a
+// seek (the kernel's read-ahead grows its requests) is a stream within its
+// first few reads.
 const minRunBytes = 256 << 10
 
 // leadTime is how far ahead of a stream's reader, in time at its measured
@@ -46,7 +48,10 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 	} else {
 		r.runStart, r.runEnd, r.runReads = off, end, 1
 	}
-	if (off == 0 && r.s == nil) || (r.runReads >= 2 && r.runEnd-r.runStart > max(r.m.splitBytes.Load(), minRunBytes)) {
+	// A first read at the start is taken for a sequential reader (cp,
+	// cat, a player): its block is fetched whole and read ahead of, unless
+	// the file's last reader read it randomly (startRandom).
+	if (off == 0 && r.s == nil && !r.startRandom) || (r.runReads >= 2 && r.runEnd-r.runStart > max(r.m.splitBytes.Load(), minRunBytes)) {
 		r.dropStreamLocked()
 		r.s = r.newStream(r.runStart, end)
 		r.runStart, r.runEnd, r.runReads = 0, 0, 0
@@ -62,6 +67,7 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 // next, with a window of one block.
 func (r *Reader) newStream(start, next int64) *stream {
 	r.m.Stats.StreamsStarted.Add(1)
+	r.streams++
 	now := r.m.clock.Now()
 	return &stream{start: start, began: now, last: now, next: next, window: r.bs, grownAt: max(next-1, 0) / r.bs, held: map[int64]*heldBlock{}}
 }

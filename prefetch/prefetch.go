@@ -83,8 +83,12 @@ type Options struct {
 	// SplitBytes is the largest read the kernel may deliver as several
 	// contiguous requests: contiguous reads covering no more than this
 	// (nor than 256 KiB) are not taken for a sequential reader. Twice the
-	// kernel's request size when it is small (128 KiB read-ahead); 0 when
-	// the kernel sends whole reads.
+	// kernel's request size when it is small (128 KiB read-ahead). With
+	// the kernel's read-ahead raised to R, twice R: one random read of a
+	// file other handles read too can arrive as the kernel's read-ahead
+	// around it (up to R, longer when pages before it are cached) and an
+	// asynchronous read-ahead (up to R) started at a page another read
+	// marked. 0 when the kernel sends whole reads.
 	SplitBytes int64
 	// MaxRetries is how many times in a row a GET body that stalls or
 	// breaks off is resumed without receiving a byte before the read
@@ -153,6 +157,7 @@ type Manager struct {
 	reserve int64         // budget bytes read-ahead leaves to waiting readers
 	slots   chan struct{} // read-ahead GET slots
 	misses  *missSet      // blocks random reads missed; nil without a disk tier
+	randoms *randomFiles  // files whose last Reader read them randomly
 
 	// Mutable state
 	splitBytes atomic.Int64         // Options.SplitBytes, as set now
@@ -213,6 +218,7 @@ func newManager(st store.Store, c *cache.Cache, held int64, o Options) *Manager 
 		m.budget.SetLog(o.Log)
 	}
 	m.splitBytes.Store(o.SplitBytes)
+	m.randoms = newRandomFiles(randomFilesKept)
 	if c.HasDisk() {
 		m.misses = newMissSet(missedBlocks)
 	}
@@ -267,6 +273,7 @@ func (m *Manager) NewReader(v store.Version) *Reader {
 	r := &Reader{
 		m: m, v: v, bs: m.cfg.BlockSize,
 		ctx: ctx, cancel: cancel,
+		startRandom: m.randoms.has(v),
 	}
 	m.adoptAhead(r)
 	m.readersMu.Lock()

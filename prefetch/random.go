@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/bucketfs/bucketfs/cache"
+	"github.com/bucketfs/bucketfs/store"
 )
 
 // randomRead serves a read outside the stream: from cached blocks where
@@ -163,4 +164,65 @@ func (r *Reader) local(ctx context.Context, tr *readTrace, idx int64) (*cache.Bl
 	}
 	r.m.Stats.Promoted.Add(1)
 	return blk, true, nil
+}
+
+// A random reader reads its file randomly the next time too: a training
+// job's next epoch, a database reopening its file. Such a file's next
+// Reader starts in random mode: its first read does not start a stream
+// because it lands at offset 0 (a header) or in the last block (an
+// index), which would fetch a block or two for one record. A file read
+// sequentially since is forgotten.
+
+// randomFilesKept is how many files the Manager remembers as read
+// randomly; a few hundred bytes each.
+const randomFilesKept = 4096
+
+// randomFiles is the set of object versions whose last Reader read them
+// mostly outside a stream.
+type randomFiles struct {
+	mu   sync.Mutex // protects the following
+	seen map[store.Version]struct{}
+	max  int
+}
+
+func newRandomFiles(n int) *randomFiles {
+	return &randomFiles{seen: map[store.Version]struct{}{}, max: n}
+}
+
+func (s *randomFiles) has(v store.Version) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.seen[v]
+	return ok
+}
+
+// set records whether v was read randomly. Full, it forgets an arbitrary
+// file: this is a hint, and a forgotten file only starts as before.
+func (s *randomFiles) set(v store.Version, random bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !random {
+		delete(s.seen, v)
+		return
+	}
+	if _, ok := s.seen[v]; !ok && len(s.seen) >= s.max {
+		for k := range s.seen {
+			delete(s.seen, k)
+			break
+		}
+	}
+	s.seen[v] = struct{}{}
+}
+
+// rememberPattern records how a closing Reader read v: randomly when at
+// least two of its reads were random and they outnumber its stream reads
+// (one record at offset 0 may have started a stream), sequentially when
+// it read mostly in streams. A Reader of one or two reads says nothing.
+func (m *Manager) rememberPattern(v store.Version, streamReads, randomReads, streams int64) {
+	switch {
+	case randomReads >= 2 && randomReads > streamReads:
+		m.randoms.set(v, true)
+	case streams > 0 && streamReads > randomReads:
+		m.randoms.set(v, false)
+	}
 }

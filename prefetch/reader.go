@@ -19,6 +19,9 @@ type Reader struct {
 	// Constant data
 	v  store.Version
 	bs int64
+	// startRandom is set when the file's last Reader read it randomly:
+	// no first read starts a stream by where it lands (see random.go).
+	startRandom bool
 	// ctx lives as long as the Reader; Close cancels it and with it every
 	// read-ahead GET.
 	ctx    context.Context
@@ -34,7 +37,11 @@ type Reader struct {
 	runStart, runEnd int64 // GUARDED_BY(mu)
 	runReads         int   // GUARDED_BY(mu)
 	reads            int64 // GUARDED_BY(mu); reads served so far
-	closed           bool  // GUARDED_BY(mu)
+	// streamReads and randomReads count the reads classified each way;
+	// streams counts the streams started. Close passes them on to the
+	// next Reader of the file (rememberPattern).
+	streamReads, randomReads, streams int64 // GUARDED_BY(mu)
+	closed                            bool  // GUARDED_BY(mu)
 	// wg counts the goroutines the Reader started (fills); Close waits
 	// for them.
 	wg sync.WaitGroup
@@ -85,7 +92,7 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 		return nil, nil, errClosed
 	}
 	seq := r.classifyLocked(off, end)
-	tailFirst := r.reads == 0 && !seq && off >= r.v.Size-r.bs
+	tailFirst := r.reads == 0 && !seq && off >= r.v.Size-r.bs && !r.startRandom
 	if tailFirst {
 		// Media players and zip readers look at the end of a file first
 		// (ID3v1 tags, a central directory), then read from the start:
@@ -93,6 +100,11 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 		r.s = r.newStream(0, 0)
 	}
 	r.reads++
+	if seq {
+		r.streamReads++
+	} else {
+		r.randomReads++
+	}
 	r.mu.Unlock()
 	if tailFirst {
 		r.readAhead()
@@ -138,6 +150,7 @@ func (r *Reader) Close() {
 	}
 	r.closed = true
 	r.dropStreamLocked()
+	r.m.rememberPattern(r.v, r.streamReads, r.randomReads, r.streams)
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()

@@ -197,6 +197,10 @@ func runMount(o *mountOptions) error {
 	if err := bfs.SetKernelReadahead(mnt, bfs.DefaultMaxRead); err != nil {
 		mlog.WithError(err).Info("kernel read-ahead left at 128 KiB: large reads arrive as 128 KiB requests")
 		rp.SetSplitBytes(2 * 128 << 10)
+	} else {
+		// One random read may arrive as two contiguous requests of up to
+		// the read-ahead each (prefetch.Options.SplitBytes): not a stream.
+		rp.SetSplitBytes(2 * bfs.DefaultMaxRead)
 	}
 	mlog.WithFields(logrus.Fields{"read_only": o.ReadOnly, "write_back": o.WriteBack, "tigris_rename": tigrisRename, "tigris_list_content": listContent}).Info("mounted")
 	notifyMounted(log, o.LogFile)
