@@ -20,6 +20,20 @@ const backSlack = 2 << 20
 // first few reads.
 const minRunBytes = 256 << 10
 
+// runFloor is how many bytes the current run must cover to be a stream.
+// A run from the file's start needs only minRunBytes: there the kernel's
+// read-ahead sends one request for a read, with the page that starts its
+// asynchronous read-ahead just past the read, so two contiguous requests
+// mean a reader that went on (a sequential reader of a file last read
+// randomly, see startRandom).
+// REQUIRES: r.mu held.
+func (r *Reader) runFloor() int64 {
+	if r.runStart == 0 {
+		return minRunBytes
+	}
+	return max(r.m.splitBytes.Load(), minRunBytes)
+}
+
 // leadTime is how far ahead of a stream's reader, in time at its measured
 // rate, the window reaches: enough to hide several round trips, not so much
 // that a slow reader (audio at 320 kbit/s) holds minutes of data it may
@@ -51,7 +65,7 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 	// A first read at the start is taken for a sequential reader (cp,
 	// cat, a player): its block is fetched whole and read ahead of, unless
 	// the file's last reader read it randomly (startRandom).
-	if (off == 0 && r.s == nil && !r.startRandom) || (r.runReads >= 2 && r.runEnd-r.runStart > max(r.m.splitBytes.Load(), minRunBytes)) {
+	if (off == 0 && r.s == nil && !r.startRandom) || (r.runReads >= 2 && r.runEnd-r.runStart > r.runFloor()) {
 		r.dropStreamLocked()
 		r.s = r.newStream(r.runStart, end)
 		r.runStart, r.runEnd, r.runReads = 0, 0, 0

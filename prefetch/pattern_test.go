@@ -33,9 +33,9 @@ func TestRandomReadSplitByKernelIsNotStream(t *testing.T) {
 // TestRandomFileStartsRandom: a file its last Reader read randomly is
 // read randomly by the next one too: a first read at offset 0 or in the
 // last block fetches exactly its bytes instead of starting a stream (a
-// block or two for one record). Reading the file sequentially still
-// becomes a stream, and afterwards a first read at offset 0 is a stream
-// again.
+// block or two for one record). Reading the file sequentially from the
+// start still becomes a stream by its second request, and afterwards a
+// first read at offset 0 is a stream again.
 func TestRandomFileStartsRandom(t *testing.T) {
 	fx := newFixture(t, 16*mib, 0, 32*mib)
 	s := &fx.m.Stats
@@ -72,6 +72,9 @@ func TestRandomFileStartsRandom(t *testing.T) {
 	streams, gets, ahead := s.StreamsStarted.Load(), fx.st.Calls("GetObject"), s.ReadaheadBlocks.Load()
 	for off := int64(0); off < 16*mib; off += 1 << 20 {
 		fx.read(t, c, off, 1<<20)
+		if off == 1<<20 && s.StreamsStarted.Load() == streams {
+			t.Error("two contiguous 1 MiB requests from the start did not start a stream")
+		}
 	}
 	fx.settle(t)
 	if n := s.StreamsStarted.Load() - streams; n != 1 {
