@@ -16,8 +16,8 @@ import (
 // print it under the image.
 const ChartCaption = "Each group is one row of the table; each bar is a tool's result divided by the best tool's result of that row " +
 	"(for times: the best time divided by the tool's), so the winner of a row reaches 1.0 and every bar reads \"higher is better\" " +
-	"whatever the unit. A bar of a run stopped at its time cap is drawn at its bound (the cap, or the rate until the cap): at most what it would have scored. " +
-	"A missing bar is a failed, skipped or unrun measurement (see the table)."
+	"whatever the unit. A bar marked \"stopped at cap\" is drawn at its bound (the cap, or the rate until the cap): at most what it would have scored. " +
+	"A failed or unrun measurement has no bar and is marked so; peers not measured at all are not drawn (see the table)."
 
 // Chart draws the scores (Results.Score) as a grouped bar chart, one group
 // per workload and one bar per tool, and writes it as PNG to w.

@@ -87,7 +87,7 @@ func header(run Run) string {
 	}
 	fmt.Fprintf(&b, "- Versions: %s\n", strings.Join(vs, "; "))
 	if len(run.Skipped) > 0 {
-		fmt.Fprintf(&b, "- Not measured: %s (see below)\n", strings.Join(sortedKeys(run.Skipped), ", "))
+		fmt.Fprintf(&b, "- Not measured: %s (why: under the table)\n", strings.Join(sortedKeys(run.Skipped), ", "))
 	}
 	if run.Sizes != "" {
 		fmt.Fprintf(&b, "- Sizes: %s\n", run.Sizes)

@@ -48,6 +48,7 @@ func (e *env) report(elapsed time.Duration) {
 	run.Extra = append(run.Extra,
 		fmt.Sprintf("bucketfs runs with its defaults; each peer with the flags its documentation recommends for this mix of jobs (the reasons are in integration/compare/peers.go). One command line per tool serves every row."),
 		"Rows 7 and 8 write new keys of their own per tool (w7-TOOL.bin, w8-TOOL/); their sources are local files, in the page cache.",
+		fmt.Sprintf("Load average (1, 5, 15 min) when the run began: %s; when it ended: %s. Other work on the machine shares its two cores with the server, the proxy, the mount and the reader.", e.loadStart, loadavg()),
 	)
 
 	md := Markdown(run, e.results)
