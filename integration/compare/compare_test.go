@@ -137,7 +137,7 @@ func workloads(size, parSize int64, many int) ([]Workload, map[string]time.Durat
 	caps := map[string]time.Duration{
 		"seq": 45 * time.Second, "par4": 60 * time.Second, "rand": 45 * time.Second, "ttfb": 30 * time.Second,
 		"ls2k": 45 * time.Second, "ls100k": 80 * time.Second, "small": 60 * time.Second,
-		"write": 60 * time.Second, "cpr": 75 * time.Second,
+		"write": 60 * time.Second, "cpr": 90 * time.Second,
 	}
 	return ws, caps
 }

@@ -46,7 +46,7 @@ func (e *env) report(elapsed time.Duration) {
 		run.Sizes = fmt.Sprintf("a short run, not the published settings: large objects of %d MiB (row 2: %d MiB each), a large directory of %d entries", e.cfg.size/mib, e.cfg.parSize/mib, e.cfg.many)
 	}
 	run.Extra = append(run.Extra,
-		fmt.Sprintf("bucketfs runs with its defaults; each peer with the flags its documentation recommends for this mix of jobs (the reasons are in integration/compare/peers.go). One command line per tool serves every row."),
+		"bucketfs runs with its defaults; each peer with the flags its documentation recommends for this mix of jobs (the reasons are in integration/compare/peers.go). One command line per tool serves every row. By default bucketfs's close waits for the file's upload (row 8 pays a round trip per file); rclone's returns at once and uploads in the background. bucketfs's --write-back, which also returns at close, is not measured here (`make bench`, row 13b, measures it).",
 		"Rows 7 and 8 write new keys of their own per tool (w7-TOOL.bin, w8-TOOL/); their sources are local files, in the page cache.",
 		fmt.Sprintf("Load average (1, 5, 15 min) when the run began: %s; when it ended: %s. Other work on the machine shares its two cores with the server, the proxy, the mount and the reader.", e.loadStart, loadavg()),
 	)
