@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestRandomReadsFetchWhatIsRead: random 256 KiB preads, two handles per
@@ -21,7 +23,8 @@ import (
 // were read randomly, so that first read is not taken for a sequential
 // reader either. Then a sequential read of one of them on a new handle
 // still streams: whole blocks fetched ahead, about as many GETs as the
-// same read of a file never read randomly. Offsets come from fixed seeds.
+// same read of a file never read randomly, and so does loading another
+// through a memory map. Offsets come from fixed seeds.
 func TestRandomReadsFetchWhatIsRead(t *testing.T) {
 	const (
 		files   = 4
@@ -116,5 +119,31 @@ func TestRandomReadsFetchWhatIsRead(t *testing.T) {
 	}
 	if float64(fetched) > 1.2*size {
 		t.Errorf("the sequential read after random ones fetched %d bytes for %d", fetched, size)
+	}
+
+	// A file read randomly before, loaded through a memory map in order
+	// (safetensors, numpy memmap): exact bytes, and it streams.
+	p := path(1)
+	dropCache(t, p)
+	px.Reset()
+	st0 := readStats(t, m.Dir)
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("mmap: %v", err)
+	}
+	defer unix.Munmap(mem)
+	if !bytes.Equal(mem, objects["shard-1.bin"]) {
+		t.Error("the memory map holds other bytes than the object")
+	}
+	st := readStats(t, m.Dir)
+	got := px.Stats().GetBytes
+	t.Logf("mmap of 24 MiB in order: %d bytes fetched, %d streams", got, st["streams_started"]-st0["streams_started"])
+	if st["streams_started"] == st0["streams_started"] || float64(got) > 1.2*size {
+		t.Errorf("mmap of a file read randomly before: %d streams, %d bytes fetched for %d", st["streams_started"]-st0["streams_started"], got, size)
 	}
 }
