@@ -37,7 +37,11 @@
 // held while calling go-fuse or the store; held locks call out only to
 // Config.Now (fileNode.mu, in state, noteRestoring and xattrs) and
 // Config.NewReader (handle.mu, in repin), which therefore must not call
-// back into the tree.
+// back into the tree. The one exception is readOrder.mu (ahead.go): taken
+// with no other lock held, after dirNode.mu is released, it is held while
+// the detector looks up a child (go-fuse's GetChild, which calls nothing
+// of ours), takes that child's fileNode.mu and calls Config.Ahead, which
+// must not call back into the tree either.
 package fs
 
 import (
