@@ -43,11 +43,15 @@ func landed(t *testing.T, m *Manager, vs []store.Version) {
 		if a == nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		a.f.Wait(ctx, a.f.Len())
-		cancel()
-		if done, _ := a.f.Done(); !done {
-			t.Fatalf("%s: fetch ahead still under way after 5s", v.Key)
+		// Wait returns once the bytes are there, a moment before the
+		// flight ends.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			if done, _ := a.f.Done(); done {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: fetch ahead still under way after 5s", v.Key)
+			}
 		}
 	}
 }
