@@ -120,3 +120,73 @@ func TestSmallFilesOutOfOrder(t *testing.T) {
 	}
 	check("every other file", strided)
 }
+
+// TestSmallFilesChangedWhileAhead: files of a directory read in listing
+// order are fetched ahead; while those fetches are under way (the store
+// answers slowly), this mount rewrites one file with other bytes of the
+// same size, renames one away and writes another in its place, and
+// removes one and creates it again. Every file then reads the bytes the
+// mount wrote, never the ones fetched ahead.
+func TestSmallFilesChangedWhileAhead(t *testing.T) {
+	const n, size = 40, 8 << 10
+	objects, keys := smallFileSet("live", n, size, 61)
+	b := newBucket(t, objects)
+	m, px := proxiedMount(t, b)
+	dir := filepath.Join(m.Dir, "live")
+	if _, err := os.ReadDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	path := func(i int) string { return filepath.Join(m.Dir, keys[i]) }
+	want := map[int][]byte{}
+	for i := range n {
+		want[i] = objects[keys[i]]
+	}
+	px.SetLatency(300 * time.Millisecond)
+	for i := range 6 {
+		got, err := os.ReadFile(path(i))
+		if err != nil || !bytes.Equal(got, want[i]) {
+			t.Fatalf("%s: %v, or bytes that differ", keys[i], err)
+		}
+	}
+	// The next files are being fetched ahead now.
+	px.SetLatency(0)
+	want[7] = randomBytes(700, size)
+	if err := os.WriteFile(path(7), want[7], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path(8), path(8)+".old"); err != nil {
+		t.Fatal(err)
+	}
+	want[8] = randomBytes(800, size)
+	if err := os.WriteFile(path(8), want[8], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path(9)); err != nil {
+		t.Fatal(err)
+	}
+	want[9] = randomBytes(900, size)
+	if err := os.WriteFile(path(9), want[9], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 6; i < n; i++ {
+		got, err := os.ReadFile(path(i))
+		if err != nil || !bytes.Equal(got, want[i]) {
+			t.Fatalf("%s: %v, or %d bytes that differ from the %d the mount holds", keys[i], err, len(got), len(want[i]))
+		}
+	}
+	got, err := os.ReadFile(path(8) + ".old")
+	if err != nil || !bytes.Equal(got, objects[keys[8]]) {
+		t.Fatalf("%s.old: %v, or bytes that differ from the file renamed", keys[8], err)
+	}
+	// A cold read of each, from the store, agrees.
+	for _, i := range []int{7, 8, 9} {
+		dropCache(t, path(i))
+		got, err := os.ReadFile(path(i))
+		if err != nil || !bytes.Equal(got, want[i]) {
+			t.Fatalf("%s after dropping its pages: %v, or bytes that differ", keys[i], err)
+		}
+	}
+	if st := readStats(t, m.Dir); st["readahead_blocks"] == 0 {
+		t.Error("no file was fetched ahead: the test did not race anything")
+	}
+}
