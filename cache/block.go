@@ -10,6 +10,11 @@ type Block struct {
 	data []byte
 	refs atomic.Int32
 	pool *bufPool
+	// sum is the disk tier's checksum of the block's key and data
+	// (diskSum), when summed: set by the flight that filled the block
+	// before anyone else can see it, and constant after.
+	sum    uint32
+	summed bool
 }
 
 // Bytes returns the block's bytes. REQUIRES: a reference is held.

@@ -255,6 +255,7 @@ func (c *Cache) Fill(ctx context.Context, fetch FetchFunc, flights ...*Flight) {
 			f.mu.Lock()
 			f.fromDisk = true
 			f.mu.Unlock()
+			f.summing = false // not written back to the disk
 			f.Filled(f.Len())
 			f.Finish(nil)
 		}

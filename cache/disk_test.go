@@ -481,3 +481,51 @@ func TestDiskStartsOtherFormatAfresh(t *testing.T) {
 		})
 	}
 }
+
+// TestFlightSumsBlockAsItFills: a flight bound for the disk tier sums its
+// bytes as they land, in whatever pieces they come, to the checksum the
+// block file holds; the file written with it reads back. Bytes changed
+// after they were summed make the file fail its check on reading: the
+// disk tier then fetches again rather than serve them.
+func TestFlightSumsBlockAsItFills(t *testing.T) {
+	c, err := New(Config{MemoryBytes: 8 << 20, BlockSize: dbs, Disk: &DiskConfig{Dir: t.TempDir(), MaxBytes: 1 << 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.disk.WaitScan()
+	fill := func(i int64, tamper bool) *Block {
+		f, b, created := c.Join(key(i), dbs)
+		if !created {
+			t.Fatalf("block %d: not a new flight", i)
+		}
+		want := blockData(i, dbs)
+		for _, end := range []int{1, 4096, 4097, 50_000, dbs} {
+			copy(f.Buffer()[f.summed:end], want[f.summed:end])
+			f.Filled(end)
+		}
+		if tamper {
+			f.Buffer()[10] ^= 1
+		}
+		f.Finish(nil)
+		return b
+	}
+	b := fill(1, false)
+	if !b.summed || b.sum != diskSum(key(1).String(), blockData(1, dbs)) {
+		t.Fatalf("summed %v, sum %08x; want the block file's %08x", b.summed, b.sum, diskSum(key(1).String(), blockData(1, dbs)))
+	}
+	c.disk.writeBlock(key(1), b)
+	buf := make([]byte, dbs)
+	if !c.disk.Read(key(1), buf) || !bytes.Equal(buf, blockData(1, dbs)) {
+		t.Fatal("the block written with the flight's sum does not read back")
+	}
+
+	b = fill(2, true)
+	c.disk.writeBlock(key(2), b)
+	if c.disk.Read(key(2), buf) {
+		t.Fatal("a block changed after it was summed read back from the disk tier")
+	}
+	if got := c.disk.Stats.Corrupt.Load(); got != 1 {
+		t.Fatalf("%d damaged block files counted, want 1", got)
+	}
+}

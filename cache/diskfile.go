@@ -45,6 +45,13 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
+// keySum starts a block file's checksum: CRC-32C of the key, continued
+// over the data.
+func keySum(key string) uint32 { return crc32.Checksum([]byte(key), crcTable) }
+
+// diskSum is the checksum a block file holds for key and data.
+func diskSum(key string, data []byte) uint32 { return crc32.Update(keySum(key), crcTable, data) }
+
 // fileName is where block k lives, relative to blocks/.
 func fileName(k Key) string {
 	sum := sha256.Sum256([]byte(k.String()))
@@ -116,14 +123,15 @@ func readBlockFile(f *os.File, key string, buf []byte) string {
 	if n, err := f.ReadAt(buf, diskPage); n < len(buf) {
 		return fmt.Sprintf("short data (%v)", err)
 	}
-	crc := crc32.Update(crc32.Checksum([]byte(key), crcTable), crcTable, buf)
-	if crc != sum {
+	if diskSum(key, buf) != sum {
 		return "checksum mismatch"
 	}
 	return ""
 }
 
-func (d *Disk) writeFile(name, key string, data []byte) error {
+// writeFile writes a block file for key holding data, whose checksum is
+// sum (diskSum).
+func (d *Disk) writeFile(name, key string, data []byte, sum uint32) error {
 	f, err := os.CreateTemp(filepath.Join(d.dir, "tmp"), "block-")
 	if err != nil {
 		return err
@@ -133,8 +141,7 @@ func (d *Disk) writeFile(name, key string, data []byte) error {
 	binary.LittleEndian.PutUint32(head[8:], uint32(len(key)))
 	binary.LittleEndian.PutUint32(head[12:], uint32(len(data)))
 	copy(head[diskHeaderLen:], key)
-	crc := crc32.Update(crc32.Checksum([]byte(key), crcTable), crcTable, data)
-	binary.LittleEndian.PutUint32(head[16:], crc)
+	binary.LittleEndian.PutUint32(head[16:], sum)
 	// Whole pages from page-aligned buffers go straight to the disk
 	// (O_DIRECT): no copy into the page cache and no writeback to pay for
 	// while the read that fetched them goes on.

@@ -84,7 +84,11 @@ func (d *Disk) writeDeferred() bool {
 // writeBlock writes blk as block k, logs a failure and drops the caller's
 // reference to blk.
 func (d *Disk) writeBlock(k Key, blk *Block) {
-	if err := d.Write(k, blk.Bytes()); err != nil {
+	sum, ok := blk.sum, blk.summed
+	if !ok {
+		sum = diskSum(k.String(), blk.Bytes())
+	}
+	if err := d.write(k, blk.Bytes(), sum); err != nil {
 		d.log.WithError(err).Warn("disk cache: writing a block failed")
 	}
 	blk.Release()
@@ -130,6 +134,12 @@ func (d *Disk) writer() {
 // when the disk failed; a block left out for want of room is counted in
 // Stats.Dropped.
 func (d *Disk) Write(k Key, data []byte) error {
+	return d.write(k, data, diskSum(k.String(), data))
+}
+
+// write is Write with the block file's checksum, diskSum(k.String(),
+// data), already known.
+func (d *Disk) write(k Key, data []byte, sum uint32) error {
 	name := fileName(k)
 	if diskHeaderLen+len(k.String()) > diskPage {
 		d.Stats.Dropped.Add(1) // a key of several KiB: not worth a format
@@ -156,7 +166,7 @@ func (d *Disk) Write(k Key, data []byte) error {
 	d.used += size // reserved while writing
 	d.mu.Unlock()
 
-	err := d.writeFile(name, k.String(), data)
+	err := d.writeFile(name, k.String(), data, sum)
 
 	d.mu.Lock()
 	delete(d.writing, name)
