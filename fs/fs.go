@@ -148,6 +148,10 @@ type Counters struct {
 	// WarningsSuppressed counts once-only warnings not logged because
 	// the mount already remembers maxLoggedOnce of them.
 	WarningsSuppressed atomic.Int64
+	// ListingBytes is what the cached directory listings hold now (at
+	// most Config.ListingBudget): the daemon adds it to its Go memory
+	// limit.
+	ListingBytes atomic.Int64
 }
 
 // Counters lists the tree's counters.
@@ -265,6 +269,9 @@ func NewRoot(cfg Config) gofs.InodeEmbedder {
 	m := &mountState{cfg: cfg, log: cfg.Log, now: cfg.Now, started: cfg.Now(), ctx: cfg.Ctx, inodes: newInodeTable()}
 	m.restores = newRestoreWatcher(m, cfg.RestoreCheckRate)
 	m.listings = newListingCache(cfg.ListingBudget)
+	if cfg.Counters != nil {
+		m.listings.gauge = &cfg.Counters.ListingBytes
+	}
 	if cfg.Bucket == "" {
 		return &bucketsNode{base: base{m: m}}
 	}
@@ -272,7 +279,8 @@ func NewRoot(cfg Config) gofs.InodeEmbedder {
 }
 
 // DefaultListingBudget is the bytes cached directory listings may hold:
-// about 300,000 names. The daemon adds it to its Go memory limit.
+// about 300,000 names. The daemon adds what they hold to its Go memory
+// limit (Counters.ListingBytes).
 const DefaultListingBudget = 64 << 20
 
 // MountOptions holds the go-fuse options bucketfs mounts with.
@@ -311,9 +319,15 @@ func Mount(dir string, cfg Config, mo MountOptions) (*fuse.Server, error) {
 			// The kernel sends reads of up to MaxWrite bytes (it sets
 			// max_read and max_pages from it) and reads ahead up to
 			// MaxReadAhead: large requests instead of 128 KiB ones.
-			MaxWrite:      mo.MaxRead,
-			MaxReadAhead:  mo.MaxRead,
-			MaxBackground: 64,
+			MaxWrite:     mo.MaxRead,
+			MaxReadAhead: mo.MaxRead,
+			// The kernel's read-ahead requests are background requests,
+			// at most this many in flight. Each costs the daemon two
+			// buffers of MaxRead bytes (go-fuse's request buffer and the
+			// reply's) outside the cache's budget: 16 keep that to 32 MiB
+			// with 1 MiB reads, and are one or two per reader up to 8
+			// readers; more readers share them.
+			MaxBackground: 16,
 			DirectMount:   true,
 			// Not "ro" and no default_permissions: see access.go.
 			Options: []string{},
