@@ -3,6 +3,7 @@ package fs
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -10,13 +11,15 @@ import (
 // directories together: when a new listing takes the total past the
 // budget, the listings used least recently are dropped (their directories
 // list again when next read). A directory never listed again costs
-// nothing. The daemon counts the budget in the Go memory limit it sets.
+// nothing. The daemon counts what they hold in the Go memory limit it sets
+// (gauge).
 //
 // Lock order: dirNode.mu is never held while calling in; listingCache.mu is
 // released before a dropped directory's mu is taken.
 type listingCache struct {
 	// Constant data
 	budget int64
+	gauge  *atomic.Int64 // nil, or set to used whenever it changes
 
 	// Mutable state
 	mu    sync.Mutex                 // protects the following, and the listingUses in order
@@ -74,6 +77,7 @@ func (c *listingCache) stored(d *dirNode, bytes int64) {
 		c.used -= u.bytes
 		drop = append(drop, u.d)
 	}
+	c.publishLocked()
 	c.mu.Unlock()
 	for _, v := range drop {
 		v.dropListing()
@@ -96,8 +100,16 @@ func (c *listingCache) forget(d *dirNode) {
 		c.used -= el.Value.(*listingUse).bytes
 		c.order.Remove(el)
 		delete(c.byDir, d)
+		c.publishLocked()
 	}
 	c.mu.Unlock()
+}
+
+// publishLocked sets the gauge to used. REQUIRES: c.mu held.
+func (c *listingCache) publishLocked() {
+	if c.gauge != nil {
+		c.gauge.Store(c.used)
+	}
 }
 
 // usedBytes returns the bytes listings hold now.

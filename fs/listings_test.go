@@ -20,7 +20,7 @@ func TestListingsBoundedInBytes(t *testing.T) {
 			f.Seed("b", fmt.Sprintf("d%d/file-%03d.mp3", d, i), nil)
 		}
 	}
-	cfg := Config{Store: f, Bucket: "b", Log: discardLog(), MetadataTTL: time.Hour}
+	cfg := Config{Store: f, Bucket: "b", Log: discardLog(), MetadataTTL: time.Hour, Counters: &Counters{}}
 	root := testDir(t, cfg)
 	dirs := make([]*dirNode, 8)
 	for i := range dirs {
@@ -37,6 +37,10 @@ func TestListingsBoundedInBytes(t *testing.T) {
 		}
 		if used := root.m.listings.usedBytes(); used > root.m.listings.budget {
 			t.Fatalf("listings hold %d bytes, budget %d", used, root.m.listings.budget)
+		}
+		// The daemon's memory limit follows the gauge.
+		if g, used := cfg.Counters.ListingBytes.Load(), root.m.listings.usedBytes(); g != used {
+			t.Fatalf("ListingBytes %d, listings hold %d", g, used)
 		}
 	}
 	held := func(d *dirNode) bool { d.mu.Lock(); defer d.mu.Unlock(); return d.entries != nil }

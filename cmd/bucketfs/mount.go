@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -121,9 +120,6 @@ func runMount(o *mountOptions) error {
 		return err
 	}
 	defer rp.Close()
-	// The garbage collector keeps the heap near what the read path and
-	// the cached directory listings may hold, not at twice the live size.
-	debug.SetMemoryLimit(rp.MemoryLimit() + bfs.DefaultListingBudget)
 	// The write path, after the read path: its directory lies in the
 	// cache directory, which the read path has created and locked.
 	var (
@@ -154,6 +150,10 @@ func runMount(o *mountOptions) error {
 	// Background work (restore watchers) ends with the mount.
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
+	// The garbage collector keeps the heap near what the read path may
+	// hold and the cached directory listings hold now, not at twice the
+	// live size.
+	go followMemoryLimit(bgCtx, rp.MemoryLimit(), &tree.ListingBytes, time.Second)
 	cfg := bfs.Config{
 		Store:       st,
 		NewReader:   func(v store.Version) bfs.ObjectReader { return rp.NewReader(v) },
