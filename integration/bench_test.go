@@ -98,6 +98,14 @@ func (c cpuSnap) split(c0 cpuSnap, n int64, reader string) string {
 		per(c.server-c0.server), reader, per(c.self-c0.self), m.percent())
 }
 
+// rest is the CPU time the machine spent since c0 outside the daemon, the
+// server and this process: the kernel's threads (writeback, disk
+// completions) and whatever else runs.
+func (c cpuSnap) rest(c0 cpuSnap) time.Duration {
+	busy := time.Duration(c.machine.sub(c0.machine).busy) * time.Second / 100 // USER_HZ
+	return busy - (c.daemon - c0.daemon) - (c.server - c0.server) - (c.self - c0.self)
+}
+
 // cpuPerGiB formats a daemon's CPU time for n bytes read.
 func cpuPerGiB(cpu time.Duration, n int64) string {
 	return fmt.Sprintf("daemon %.2f CPU-s/GiB", cpu.Seconds()/(float64(n)/gib))
