@@ -358,6 +358,14 @@ func (s *S3) Get(ctx context.Context, in GetInput) (*GetOutput, error) {
 		resp.Body.Close()
 		return nil, fail(err)
 	}
+	if etag := aws.ToString(resp.ETag); in.IfMatch != "" && etag != "" && !sameETag(in.IfMatch, etag) {
+		// A server or gateway that ignores If-Match answered with
+		// another version: fail as the 412 it owed, rather than hand
+		// out its bytes as the version asked for.
+		resp.Body.Close()
+		return nil, &Error{Op: "GetObject", Bucket: in.Bucket, Key: in.Key, Status: a.status, RequestID: reqID, Kind: ErrPreconditionFailed,
+			Err: errors.New("asked for ETag " + in.IfMatch + " (If-Match), the server answered with ETag " + etag)}
+	}
 	return &GetOutput{
 		Body:   &checkedBody{rc: resp.Body, fail: fail, promised: n, left: n},
 		Object: headersObject(in.Key, size, resp.ETag, resp.LastModified, resp.StorageClass, resp.Restore, resp.Metadata),

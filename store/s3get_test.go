@@ -373,3 +373,56 @@ func TestHeadAndGetDescribeObject(t *testing.T) {
 		}
 	}
 }
+
+// TestGetIfMatchIgnored: a server (or a gateway in front of it) that
+// ignores If-Match answers a GET for a version that was overwritten with
+// the bytes of the new one. The answer's ETag tells: such an answer fails
+// with ErrPreconditionFailed, as the 412 the server owed, rather than mix
+// the new version's bytes into the old one's. An answer whose ETag is the
+// one asked for, quoted or not, reads; so does one without an ETag.
+func TestGetIfMatchIgnored(t *testing.T) {
+	var etag atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		first, last := requestedRange(t, r)
+		if e := etag.Load().(string); e != "" {
+			w.Header().Set("ETag", e)
+		}
+		w.Header().Set("x-amz-request-id", "REQ-1")
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, len(testObject)))
+		w.Header().Set("Content-Length", fmt.Sprint(last-first+1))
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(testObject[first : last+1])
+	}))
+	defer srv.Close()
+	st := newTestS3(t, srv)
+	for _, tt := range []struct {
+		answer string
+		ok     bool
+	}{
+		{answer: `"new"`},
+		{answer: `"e"`, ok: true},
+		{answer: `e`, ok: true},
+		{answer: "", ok: true},
+	} {
+		etag.Store(tt.answer)
+		out, err := st.Get(context.Background(), GetInput{Bucket: "b", Key: "k", Offset: 100, Length: 50, IfMatch: `"e"`})
+		if !tt.ok {
+			if err == nil {
+				out.Body.Close()
+				t.Errorf("answer with ETag %s to If-Match \"e\" accepted", tt.answer)
+			} else if !errors.Is(err, ErrPreconditionFailed) {
+				t.Errorf("answer with ETag %s to If-Match \"e\": %v, want ErrPreconditionFailed", tt.answer, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("answer with ETag %q: %v", tt.answer, err)
+			continue
+		}
+		got, err := io.ReadAll(out.Body)
+		out.Body.Close()
+		if err != nil || !bytes.Equal(got, testObject[100:150]) {
+			t.Errorf("answer with ETag %q: %d bytes, %v", tt.answer, len(got), err)
+		}
+	}
+}
