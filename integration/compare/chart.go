@@ -17,7 +17,24 @@ import (
 const ChartCaption = "Each group is one row of the table; each bar is a tool's result divided by the best tool's result of that row " +
 	"(for times: the best time divided by the tool's), so the winner of a row reaches 1.0 and every bar reads \"higher is better\" " +
 	"whatever the unit. A bar marked \"stopped at cap\" is drawn at its bound (the cap, or the rate until the cap): at most what it would have scored. " +
-	"A failed or unrun measurement has no bar and is marked so; peers not measured at all are not drawn (see the table)."
+	"A failed or unrun measurement has no bar and is marked so; peers not measured at all are not drawn (see the table). " +
+	"bucketfs --write-back runs only the write rows (7 and 8) by design: in the other groups its place is left empty, unmarked (\"—\" in the table)."
+
+// chartMark is the label over a bar that is a bound or missing: "" for a
+// full result, for no result at all, and for a row not run by design
+// (neither a failure nor a zero: nothing is drawn there).
+func chartMark(r Result, found bool) string {
+	switch {
+	case !found:
+	case r.Status == Stopped:
+		return "stopped at cap"
+	case r.Status == Failed:
+		return "FAILED"
+	case r.Status == NotRun:
+		return "not run"
+	}
+	return ""
+}
 
 // Chart draws the scores (Results.Score) as a grouped bar chart, one group
 // per workload and one bar per tool, and writes it as PNG to w.
@@ -55,17 +72,7 @@ func Chart(rs *Results, title string, w io.Writer) error {
 		var marks plotter.XYLabels
 		for j, wl := range rs.Workloads {
 			r, found := rs.Get(wl.ID, tool)
-			mark := ""
-			switch {
-			case !found:
-			case r.Status == Stopped:
-				mark = "stopped at cap"
-			case r.Status == Failed:
-				mark = "FAILED"
-			case r.Status == NotRun:
-				mark = "not run"
-			}
-			if mark != "" {
+			if mark := chartMark(r, found); mark != "" {
 				marks.XYs = append(marks.XYs, plotter.XY{X: float64(j), Y: vals[j] + 0.02})
 				marks.Labels = append(marks.Labels, mark)
 			}

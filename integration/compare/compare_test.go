@@ -33,7 +33,8 @@ import (
 // section. Settings, for short runs while developing:
 //
 //	COMPARE_WORKLOADS=seq,rand  only these rows (IDs in workloads())
-//	COMPARE_TOOLS=bucketfs,s3fs only these tools
+//	COMPARE_TOOLS=bucketfs,s3fs only these tools ("bucketfs --write-back"
+//	                            is the variant's name)
 //	COMPARE_SIZE=256MiB         the large objects' size (1GiB)
 //	COMPARE_PAR_SIZE=512MiB     each of row 2's four objects (COMPARE_SIZE)
 //	COMPARE_MANY=10000          entries of the large directory (100000)
@@ -86,6 +87,10 @@ func TestCompare(t *testing.T) {
 	e.results = NewResults(works, e.toolNames())
 	for _, w := range works {
 		for _, tr := range e.tools {
+			if tr.only != nil && !tr.only[w.ID] {
+				e.results.Add(Result{Tool: tr.name, Work: w.ID, Status: NotByDesign, Err: tr.onlyWhy})
+				continue
+			}
 			e.runRow(w, tr)
 		}
 	}
@@ -255,12 +260,20 @@ type env struct {
 
 // toolRun is a tool that runs in this comparison.
 type toolRun struct {
-	name    string
-	exe     string
-	peer    *Peer // nil for bucketfs
-	version string
-	cmdline string
+	name      string
+	key       string // name in the keys rows 7 and 8 write: no spaces
+	exe       string
+	peer      *Peer           // nil for bucketfs and its variant
+	writeBack bool            // bucketfs with --write-back --cache-dir
+	only      map[string]bool // the rows it runs; nil: every row
+	onlyWhy   string          // why it runs no other row
+	version   string
+	cmdline   string
 }
+
+// SelfWriteBack is bucketfs with the flags it recommends for writers that
+// must not wait on the network, the writes' column of its own.
+const SelfWriteBack = Self + " --write-back"
 
 func (e *env) toolNames() []string {
 	names := []string{}
@@ -280,8 +293,18 @@ func (e *env) discover(bin string) {
 		rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
 		cfg := e.mountConfig(Self, "DIR")
 		cfg.Endpoint = "http://127.0.0.1:PORT"
-		e.tools = append(e.tools, toolRun{name: Self, exe: bin, version: "built from this tree, " + strings.TrimSpace(string(rev)),
-			cmdline: CommandLine(nil, "bucketfs", bucketfsArgs(cfg))})
+		e.tools = append(e.tools, toolRun{name: Self, key: Self, exe: bin, version: "built from this tree, " + strings.TrimSpace(string(rev)),
+			cmdline: CommandLine(nil, "bucketfs", bucketfsArgs(cfg, false))})
+	}
+	if e.want(SelfWriteBack) {
+		rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
+		cfg := e.mountConfig(SelfWriteBack, "DIR")
+		cfg.Endpoint, cfg.CacheDir = "http://127.0.0.1:PORT", "CACHE_DIR"
+		e.tools = append(e.tools, toolRun{name: SelfWriteBack, key: "bucketfs-write-back", exe: bin, writeBack: true,
+			only:    map[string]bool{"write": true, "cpr": true},
+			onlyWhy: "this column runs only the write rows (7 and 8), where --write-back changes when close returns; its reads are the same as bucketfs's (the bucketfs column; --cache-dir would also keep a copy of each block read on local disk)",
+			version: "built from this tree, " + strings.TrimSpace(string(rev)),
+			cmdline: CommandLine(nil, "bucketfs", bucketfsArgs(cfg, true))})
 	}
 	for _, p := range Peers() {
 		if !e.want(p.Name) {
@@ -297,13 +320,21 @@ func (e *env) discover(bin string) {
 		cfg.Endpoint = "http://127.0.0.1:PORT"
 		cfg.CacheDir, cfg.PasswdFile = "CACHE_DIR", "PASSWD_FILE"
 		cfg.AccessKey, cfg.SecretKey = "...", "..."
-		e.tools = append(e.tools, toolRun{name: p.Name, exe: path, peer: &p, version: VersionLine(p.Name, string(out)),
+		e.tools = append(e.tools, toolRun{name: p.Name, key: p.Name, exe: path, peer: &p, version: VersionLine(p.Name, string(out)),
 			cmdline: CommandLine(p.Env(cfg), p.Exe, p.Args(cfg))})
 	}
 }
 
-func bucketfsArgs(c MountConfig) []string {
-	return []string{"mount", "--endpoint", c.Endpoint, "--path-style", "--log-level", "info", c.Bucket, c.Dir}
+// bucketfsArgs is bucketfs's mount command: its defaults, or with
+// writeBack the flags it recommends for writers that must not wait on the
+// network (close returns once the file and a journal record are fsynced in
+// the cache directory; the uploads go on in the background).
+func bucketfsArgs(c MountConfig, writeBack bool) []string {
+	args := []string{"mount", "--endpoint", c.Endpoint, "--path-style", "--log-level", "info"}
+	if writeBack {
+		args = append(args, "--write-back", "--cache-dir", c.CacheDir)
+	}
+	return append(args, c.Bucket, c.Dir)
 }
 
 func (e *env) mountConfig(tool, dir string) MountConfig {
@@ -314,7 +345,7 @@ func (e *env) mountConfig(tool, dir string) MountConfig {
 // mount mounts tr afresh on a new directory, with a new cache directory.
 func (e *env) mount(tr toolRun) (*mounted, error) {
 	e.mounts++
-	base := filepath.Join(e.root, fmt.Sprintf("m%03d-%s", e.mounts, tr.name))
+	base := filepath.Join(e.root, fmt.Sprintf("m%03d-%s", e.mounts, tr.key))
 	dir, cache := filepath.Join(base, "mnt"), filepath.Join(base, "cache")
 	for _, d := range []string{dir, cache} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -324,7 +355,7 @@ func (e *env) mount(tr toolRun) (*mounted, error) {
 	c := e.mountConfig(tr.name, dir)
 	c.CacheDir = cache
 	if tr.peer == nil {
-		return startMount(tr.exe, bucketfsArgs(c), nil, dir)
+		return startMount(tr.exe, bucketfsArgs(c, tr.writeBack), nil, dir)
 	}
 	c.PasswdFile = filepath.Join(base, "passwd")
 	if err := os.WriteFile(c.PasswdFile, []byte(c.AccessKey+":"+c.SecretKey+"\n"), 0o600); err != nil {

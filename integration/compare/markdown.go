@@ -37,6 +37,7 @@ func Markdown(run Run, rs *Results) string {
 	b.WriteString(header(run))
 	b.WriteString("\n## Results\n\n")
 	b.WriteString(rs.Table(Self))
+	b.WriteString(footnotes(rs))
 	b.WriteString("\n" + winsLine(rs) + skippedLine(run) + "\n\n")
 	if f := rs.Failures(); len(f) > 0 {
 		b.WriteString("**Failures** (a wrong byte or an error; these rows are not comparisons):\n\n")
@@ -54,7 +55,7 @@ func Markdown(run Run, rs *Results) string {
 	b.WriteString("## Command lines\n\n")
 	for _, t := range rs.Tools {
 		if c, ok := run.Commands[t]; ok {
-			fmt.Fprintf(&b, "- %s (%s):\n\n  ```sh\n  %s\n  ```\n\n", t, run.Versions[t], c)
+			fmt.Fprintf(&b, "- %s (%s):\n\n  ```sh\n  %s\n  ```\n\n", t, versionOf(run, t), c)
 		}
 	}
 	if len(run.Skipped) > 0 {
@@ -73,6 +74,28 @@ func Markdown(run Run, rs *Results) string {
 		for _, n := range notes {
 			fmt.Fprintf(&b, "- %s\n", n)
 		}
+	}
+	return b.String()
+}
+
+// versionOf is tool's version; a variant of bucketfs ("bucketfs
+// --write-back") is the same build.
+func versionOf(run Run, tool string) string {
+	if v, ok := run.Versions[tool]; ok {
+		return v
+	}
+	if IsVariantOf(tool, Self) {
+		return run.Versions[Self]
+	}
+	return "unknown version"
+}
+
+// footnotes renders Results.Footnotes under a table, each line a
+// paragraph of its own.
+func footnotes(rs *Results) string {
+	var b strings.Builder
+	for _, f := range rs.Footnotes() {
+		b.WriteString("\n" + f + "\n")
 	}
 	return b.String()
 }
@@ -100,7 +123,7 @@ func header(run Run) string {
 
 func method(run Run) []string {
 	out := []string{
-		"Every tool reads and writes the same bucket on the same server through the same proxy. Each row mounts the tool afresh (an empty cache: rclone gets a new --cache-dir) and the kernel's page cache is dropped (`echo 3 > /proc/sys/vm/drop_caches`) before it.",
+		"Every tool reads and writes the same bucket on the same server through the same proxy. Each row mounts the tool afresh (an empty cache: rclone and bucketfs --write-back get a new --cache-dir, removed after the unmount) and the kernel's page cache is dropped (`echo 3 > /proc/sys/vm/drop_caches`) before it.",
 		"Every byte read is checked: whole files against the SHA-256 of the data put there, random reads byte for byte against the expected data. Writes are checked by reading the stored objects back through the S3 API (straight from the server) and comparing their SHA-256. A wrong byte fails the row for that tool, loudly; it is never counted as a result.",
 		"Times end when the data is where the row says: for reads when the last byte is in the reader's hands, for writes when every object is in the store with its full size (a tool whose close returns before the upload is timed until the upload is done).",
 	}
@@ -113,13 +136,45 @@ func method(run Run) []string {
 	return append(out, run.Extra...)
 }
 
+// winsLine counts the rows each tool wins; those won by a variant of
+// bucketfs count for bucketfs, and say so: "bucketfs 6 (5 with its
+// defaults, 1 as bucketfs --write-back)".
 func winsLine(rs *Results) string {
 	wins := rs.Wins()
 	var parts []string
+	hasSelf := false
 	for _, t := range rs.Tools {
-		if n := wins[t]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", t, n))
+		hasSelf = hasSelf || t == Self
+	}
+	for _, t := range rs.Tools {
+		if hasSelf && IsVariantOf(t, Self) && t != Self {
+			continue
 		}
+		n := wins[t]
+		var detail []string
+		if t == Self {
+			for _, v := range rs.Tools {
+				if v != Self && IsVariantOf(v, Self) && wins[v] > 0 {
+					n += wins[v]
+					detail = append(detail, fmt.Sprintf("%d as %s", wins[v], v))
+				}
+			}
+			switch {
+			case len(detail) > 0 && wins[Self] > 0:
+				detail = append([]string{fmt.Sprintf("%d with its defaults", wins[Self])}, detail...)
+			case len(detail) == 1:
+				_, as, _ := strings.Cut(detail[0], " ")
+				detail[0] = as // "as bucketfs --write-back": every one of them
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		part := fmt.Sprintf("%s %d", t, n)
+		if len(detail) > 0 {
+			part += " (" + strings.Join(detail, ", ") + ")"
+		}
+		parts = append(parts, part)
 	}
 	if len(parts) == 0 {
 		return "No row has a winner."
@@ -174,6 +229,7 @@ func ReadmeSection(run Run, rs *Results, chartPath, comparePath string) string {
 	b.WriteString(header(run))
 	b.WriteString("\n")
 	b.WriteString(rs.Table(Self))
+	b.WriteString(footnotes(rs))
 	b.WriteString("\n" + winsLine(rs) + skippedLine(run) + "\n\n")
 	if chartPath != "" {
 		fmt.Fprintf(&b, "![bucketfs compared with other S3 mounts](%s)\n\n%s\n\n", chartPath, ChartCaption)

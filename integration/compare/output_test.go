@@ -33,7 +33,12 @@ func (e *env) report(elapsed time.Duration) {
 		Chart:    "compare.png",
 	}
 	for _, tr := range e.tools {
-		run.Versions[tr.name] = tr.version
+		if tr.name != Self && IsVariantOf(tr.name, Self) {
+			// The same build as bucketfs: one entry in the versions.
+			run.Versions[Self] = tr.version
+		} else {
+			run.Versions[tr.name] = tr.version
+		}
 		run.Commands[tr.name] = tr.cmdline
 	}
 	var caps []string
@@ -46,8 +51,9 @@ func (e *env) report(elapsed time.Duration) {
 		run.Sizes = fmt.Sprintf("a short run, not the published settings: large objects of %d MiB (row 2: %d MiB each), a large directory of %d entries", e.cfg.size/mib, e.cfg.parSize/mib, e.cfg.many)
 	}
 	run.Extra = append(run.Extra,
-		"bucketfs runs with its defaults; each peer with the flags its documentation recommends for this mix of jobs (the reasons are in integration/compare/peers.go). One command line per tool serves every row. By default bucketfs's close waits for the file's upload (row 8 pays a round trip per file); rclone's returns at once and uploads in the background. bucketfs's --write-back, which also returns at close, is not measured here (`make bench`, row 13b, measures it).",
-		"Rows 7 and 8 write new keys of their own per tool (w7-TOOL.bin, w8-TOOL/); their sources are local files, in the page cache.",
+		"bucketfs runs with its defaults; each peer with the flags its documentation recommends for this mix of jobs (the reasons are in integration/compare/peers.go). One command line per tool serves every row. By default bucketfs's close waits for the file's upload (row 8 pays a round trip per file); rclone's returns at once and uploads in the background.",
+		"bucketfs --write-back is bucketfs with the flags it recommends for writers (`--write-back --cache-dir DIR`, a new DIR per row, removed after the unmount), in a column of its own: its close returns once the file and a journal record are fsynced in DIR, and the uploads go on in the background, as rclone's do. It runs only the write rows, 7 and 8, and is timed like every tool until every object is in the store with its full size (then each SHA-256 is checked); before the unmount, `bucketfs sync` waits for any upload still pending (only a row stopped at its cap has one), and the unmount waits for them too. Its other rows show \"—\", not run by design: its reads are bucketfs's. A row it wins counts for bucketfs in the rows won, named as bucketfs --write-back.",
+		"Rows 7 and 8 write new keys of their own per tool (w7-TOOL.bin, w8-TOOL/; bucketfs --write-back's are w7-bucketfs-write-back.bin and w8-bucketfs-write-back/); their sources are local files, in the page cache.",
 		fmt.Sprintf("Load average (1, 5, 15 min) when the run began: %s; when it ended: %s. Other work on the machine shares its two cores with the server, the proxy, the mount and the reader.", e.loadStart, loadavg()),
 	)
 

@@ -27,7 +27,15 @@ const (
 	Failed                // an error or a wrong byte
 	Skipped               // the tool is not available
 	NotRun                // the run's time budget was spent before this row
+	// NotByDesign marks a row a tool's variant does not run on purpose
+	// (bucketfs --write-back runs only the write rows): no result, not a
+	// zero, never a failure; Err says why.
+	NotByDesign
 )
+
+// NotByDesignCell is a NotByDesign result's cell; a footnote under the
+// table says why (Results.Footnotes).
+const NotByDesignCell = "—"
 
 // Workload is one row of the comparison.
 type Workload struct {
@@ -65,6 +73,8 @@ func (r Result) Format(w Workload) string {
 		return "**FAILED**: " + shorten(r.Err, 100)
 	case Skipped:
 		return "skipped: " + r.Err
+	case NotByDesign:
+		return NotByDesignCell
 	default:
 		return "not run: " + r.Err
 	}
@@ -136,7 +146,7 @@ func (rs *Results) Winner(w Workload) string {
 // for the others, so every row reads "higher is better" on one scale. A
 // stopped run scores its bound (the cap for times, the rate until the cap
 // for rates): at most what it would have scored. Failed, skipped and
-// unrun results score 0 and ok false.
+// unrun results, and those not run by design, score 0 and ok false.
 func (rs *Results) Score(w Workload, tool string) (score float64, ok bool) {
 	win := rs.Winner(w)
 	if win == "" {
@@ -170,22 +180,34 @@ func (rs *Results) Score(w Workload, tool string) (score float64, ok bool) {
 }
 
 // Verdict says in words who wins a row and by how much over bucketfs (or
-// bucketfs over the next best), plainly when a peer wins.
+// bucketfs over the next best peer), plainly when a peer wins. A variant
+// of self (a column named "self --flag", such as "bucketfs --write-back")
+// is on self's side: when it wins, the verdict names it and measures it
+// against the best peer; when a peer wins, the margin of each of self's
+// columns with a result is given.
 func (rs *Results) Verdict(w Workload, self string) string {
 	win := rs.Winner(w)
 	if win == "" {
 		return "no tool finished"
 	}
-	if win != self {
-		s, ok := rs.Score(w, self)
-		if !ok {
+	if !IsVariantOf(win, self) {
+		var behind []string
+		for _, t := range rs.Tools {
+			if !IsVariantOf(t, self) {
+				continue
+			}
+			if s, ok := rs.Score(w, t); ok {
+				behind = append(behind, margin(t, 1/s, "slower"))
+			}
+		}
+		if len(behind) == 0 {
 			return fmt.Sprintf("**%s wins**; %s has no result", win, self)
 		}
-		return fmt.Sprintf("**%s wins** (%s)", win, margin(self, 1/s, "slower"))
+		return fmt.Sprintf("**%s wins** (%s)", win, strings.Join(behind, "; "))
 	}
 	second, secondS := "", 0.0
 	for _, t := range rs.Tools {
-		if t == self {
+		if IsVariantOf(t, self) {
 			continue
 		}
 		if s, ok := rs.Score(w, t); ok && s > secondS {
@@ -193,12 +215,18 @@ func (rs *Results) Verdict(w Workload, self string) string {
 		}
 	}
 	if second == "" {
-		return self + " (no peer finished)"
+		return win + " (no peer finished)"
 	}
 	if secondS >= 1 {
-		return fmt.Sprintf("%s, tied with %s", self, second)
+		return fmt.Sprintf("%s, tied with %s", win, second)
 	}
-	return fmt.Sprintf("%s (%s)", self, margin(second, 1/secondS, "slower, the next best"))
+	return fmt.Sprintf("%s (%s)", win, margin(second, 1/secondS, "slower, the next best"))
+}
+
+// IsVariantOf says whether tool is self or a variant of it: self with
+// flags, "bucketfs --write-back".
+func IsVariantOf(tool, self string) bool {
+	return tool == self || strings.HasPrefix(tool, self+" ")
 }
 
 // margin says how far behind tool is: "rclone is 2.50x slower", or, under
@@ -238,6 +266,24 @@ func (rs *Results) Table(self string) string {
 		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 	}
 	return b.String()
+}
+
+// Footnotes explains the cells of results not run by design, one line per
+// tool and reason: "— bucketfs --write-back: not run by design: ...".
+func (rs *Results) Footnotes() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, t := range rs.Tools {
+		for _, w := range rs.Workloads {
+			r, ok := rs.rows[w.ID][t]
+			if !ok || r.Status != NotByDesign || seen[t+"\x00"+r.Err] {
+				continue
+			}
+			seen[t+"\x00"+r.Err] = true
+			out = append(out, fmt.Sprintf("%s %s: not run by design: %s", NotByDesignCell, t, escapeCell(r.Err)))
+		}
+	}
+	return out
 }
 
 // Notes lists each result's note, row by row.

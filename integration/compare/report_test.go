@@ -113,6 +113,7 @@ func TestFormat(t *testing.T) {
 		{Result{Status: Failed, Err: "WRONG BYTES: x"}, seq, "**FAILED**: WRONG BYTES: x"},
 		{Result{Status: Skipped, Err: "not on PATH"}, seq, "skipped: not on PATH"},
 		{Result{Status: NotRun, Err: "budget"}, seq, "not run: budget"},
+		{Result{Status: NotByDesign, Err: "reads are bucketfs's"}, seq, "—"},
 	} {
 		if got := c.r.Format(c.w); got != c.want {
 			t.Errorf("Format(%+v) = %q, want %q", c.r, got, c.want)
@@ -313,5 +314,178 @@ func TestVersionLine(t *testing.T) {
 		if got := VersionLine(c.name, c.out); got != c.want {
 			t.Errorf("VersionLine(%s, %q) = %q, want %q", c.name, c.out, got, c.want)
 		}
+	}
+}
+
+const variant = "bucketfs --write-back"
+
+// variantResults has bucketfs's write-back variant in a column of its own,
+// run only in the ls row (standing for the write rows): the others are
+// not run by design.
+func variantResults() *Results {
+	rs := NewResults(testWorks, []string{"bucketfs", variant, "rclone", "s3fs"})
+	why := "this column runs only the write rows; its reads are bucketfs's"
+	rs.Add(Result{Tool: "bucketfs", Work: "seq", Value: 200, Status: OK})
+	rs.Add(Result{Tool: variant, Work: "seq", Status: NotByDesign, Err: why})
+	rs.Add(Result{Tool: "rclone", Work: "seq", Value: 100, Status: OK})
+	rs.Add(Result{Tool: "s3fs", Work: "seq", Value: 50, Status: OK})
+	rs.Add(Result{Tool: "bucketfs", Work: "ls", Value: 60, Status: OK})
+	rs.Add(Result{Tool: variant, Work: "ls", Value: 10, Status: OK})
+	rs.Add(Result{Tool: "rclone", Work: "ls", Value: 20, Status: OK})
+	rs.Add(Result{Tool: "s3fs", Work: "ls", Status: Stopped, Cap: 80})
+	rs.Add(Result{Tool: "bucketfs", Work: "ttfb", Value: 60, Status: OK})
+	rs.Add(Result{Tool: variant, Work: "ttfb", Status: NotByDesign, Err: why})
+	rs.Add(Result{Tool: "rclone", Work: "ttfb", Value: 30, Status: OK})
+	rs.Add(Result{Tool: "s3fs", Work: "ttfb", Value: 45, Status: OK})
+	return rs
+}
+
+// TestNotByDesign: a row a variant does not run on purpose is "—" with a
+// footnote, neither a zero nor a failure; it scores nothing, gets no bar
+// and no mark on the chart, and changes no other tool's verdict or wins.
+func TestNotByDesign(t *testing.T) {
+	rs := variantResults()
+	seq := workByID("seq")
+	if got := rs.Winner(seq); got != "bucketfs" {
+		t.Errorf("Winner(seq) = %q", got)
+	}
+	if s, ok := rs.Score(seq, variant); ok || s != 0 {
+		t.Errorf("Score of a row not run by design = %v, %v; want no score", s, ok)
+	}
+	r, found := rs.Get("seq", variant)
+	if m := chartMark(r, found); m != "" {
+		t.Errorf("chart mark of a row not run by design = %q, want none", m)
+	}
+	for _, st := range []Status{Stopped, Failed, NotRun} {
+		if m := chartMark(Result{Status: st}, true); m == "" {
+			t.Errorf("status %d has no chart mark", st)
+		}
+	}
+	if f := rs.Failures(); len(f) != 0 {
+		t.Errorf("rows not run by design count as failures: %v", f)
+	}
+	// The verdicts of the rows it does not run are those without it.
+	without := NewResults(testWorks, []string{"bucketfs", "rclone", "s3fs"})
+	for _, w := range testWorks {
+		for _, tool := range without.Tools {
+			r, _ := rs.Get(w.ID, tool)
+			without.Add(r)
+		}
+	}
+	for _, id := range []string{"seq", "ttfb"} {
+		if got, want := rs.Verdict(workByID(id), "bucketfs"), without.Verdict(workByID(id), "bucketfs"); got != want {
+			t.Errorf("Verdict(%s) = %q, without the variant %q", id, got, want)
+		}
+	}
+	if got, want := rs.Verdict(seq, "bucketfs"), "bucketfs (rclone is 2.00x slower, the next best)"; got != want {
+		t.Errorf("Verdict(seq) = %q, want %q", got, want)
+	}
+	if got, want := rs.Verdict(workByID("ttfb"), "bucketfs"), "**rclone wins** (bucketfs is 2.00x slower)"; got != want {
+		t.Errorf("Verdict(ttfb) = %q, want %q", got, want)
+	}
+
+	table := rs.Table("bucketfs")
+	for _, want := range []string{
+		"| workload | bucketfs | bucketfs --write-back | rclone | s3fs | best |",
+		"| 1. sequential read (MB/s, higher is better) | **200 MB/s** | — | 100 MB/s | 50 MB/s | bucketfs (rclone is 2.00x slower, the next best) |",
+		"| 5. ls -l (s, lower is better) | 60.0 s | **10.0 s** | 20.0 s | > 80 s (stopped) | bucketfs --write-back (rclone is 2.00x slower, the next best) |",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	if strings.Contains(table, "FAILED") || strings.Contains(table, "not run:") {
+		t.Errorf("a row not run by design reads as a failure or an unrun row:\n%s", table)
+	}
+	notes := rs.Footnotes()
+	if len(notes) != 1 || notes[0] != "— bucketfs --write-back: not run by design: this column runs only the write rows; its reads are bucketfs's" {
+		t.Errorf("Footnotes = %q, want one line for the variant", notes)
+	}
+	var b bytes.Buffer
+	if err := Chart(rs, "test", &b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := png.Decode(&b); err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+}
+
+// TestVariantVerdict: bucketfs's variant is on bucketfs's side. When it
+// wins, the verdict names it and measures it against the best peer; when
+// a peer wins, the margin of each of bucketfs's columns is given; the
+// rows won count it for bucketfs, named.
+func TestVariantVerdict(t *testing.T) {
+	ls := workByID("ls")
+	rs := variantResults()
+	if got := rs.Winner(ls); got != variant {
+		t.Fatalf("Winner(ls) = %q, want %q", got, variant)
+	}
+	// A peer wins: both of bucketfs's columns are measured against it.
+	rs.Add(Result{Tool: "rclone", Work: "ls", Value: 5, Status: OK})
+	if got, want := rs.Verdict(ls, "bucketfs"), "**rclone wins** (bucketfs is 12.00x slower; bucketfs --write-back is 2.00x slower)"; got != want {
+		t.Errorf("Verdict = %q, want %q", got, want)
+	}
+	// Tied with a peer.
+	rs.Add(Result{Tool: "rclone", Work: "ls", Value: 10, Status: OK})
+	if got, want := rs.Verdict(ls, "bucketfs"), "bucketfs --write-back, tied with rclone"; got != want {
+		t.Errorf("Verdict = %q, want %q", got, want)
+	}
+	// bucketfs wins by default, its variant second: the margin is over
+	// the best peer.
+	rs.Add(Result{Tool: "bucketfs", Work: "ls", Value: 8, Status: OK})
+	if got, want := rs.Verdict(ls, "bucketfs"), "bucketfs (rclone is 1.25x slower, the next best)"; got != want {
+		t.Errorf("Verdict = %q, want %q", got, want)
+	}
+	// No peer finished.
+	only := NewResults(testWorks, []string{"bucketfs", variant, "rclone"})
+	only.Add(Result{Tool: variant, Work: "ls", Value: 3, Status: OK})
+	only.Add(Result{Tool: "rclone", Work: "ls", Status: Failed, Err: "x"})
+	if got, want := only.Verdict(ls, "bucketfs"), "bucketfs --write-back (no peer finished)"; got != want {
+		t.Errorf("Verdict = %q, want %q", got, want)
+	}
+
+	rs = variantResults()
+	if got, want := winsLine(rs), "Rows won (of 3): bucketfs 2 (1 with its defaults, 1 as bucketfs --write-back), rclone 1."; got != want {
+		t.Errorf("winsLine = %q, want %q", got, want)
+	}
+	rs.Add(Result{Tool: "bucketfs", Work: "seq", Value: 20, Status: OK})
+	if got, want := winsLine(rs), "Rows won (of 3): bucketfs 1 (as bucketfs --write-back), rclone 2."; got != want {
+		t.Errorf("winsLine = %q, want %q", got, want)
+	}
+	if got, want := winsLine(testResults()), "Rows won (of 3): bucketfs 1, rclone 1, s3fs 1."; got != want {
+		t.Errorf("winsLine without a variant = %q, want %q", got, want)
+	}
+	// Without bucketfs's own column the variant counts as itself.
+	alone := NewResults(testWorks, []string{variant, "rclone"})
+	alone.Add(Result{Tool: variant, Work: "ls", Value: 3, Status: OK})
+	if got, want := winsLine(alone), "Rows won (of 3): bucketfs --write-back 1."; got != want {
+		t.Errorf("winsLine = %q, want %q", got, want)
+	}
+}
+
+// TestMarkdownVariant: COMPARE.md gives the variant's command line under
+// bucketfs's version, the footnote under the table, and one version line
+// for bucketfs.
+func TestMarkdownVariant(t *testing.T) {
+	run := Run{
+		Date: time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC), Latency: 20 * time.Millisecond,
+		Versions: map[string]string{"bucketfs": "built from this tree, abc123", "rclone": "v1.60.1", "s3fs": "V1.90"},
+		Commands: map[string]string{"bucketfs": "bucketfs mount b DIR", variant: "bucketfs mount --write-back --cache-dir CACHE_DIR b DIR"},
+	}
+	md := Markdown(run, variantResults())
+	for _, want := range []string{
+		"- bucketfs --write-back (built from this tree, abc123):\n\n  ```sh\n  bucketfs mount --write-back --cache-dir CACHE_DIR b DIR\n  ```",
+		"|\n\n— bucketfs --write-back: not run by design: this column runs only the write rows; its reads are bucketfs's\n\nRows won (of 3): bucketfs 2 (1 with its defaults, 1 as bucketfs --write-back), rclone 1.",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("COMPARE.md lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Count(md, "built from this tree, abc123") != 3 { // versions line and two command lines
+		t.Errorf("bucketfs's version appears %d times, want 3:\n%s", strings.Count(md, "built from this tree, abc123"), md)
+	}
+	readme := ReadmeSection(run, variantResults(), "c.png", "C.md")
+	if !strings.Contains(readme, "— bucketfs --write-back: not run by design") {
+		t.Errorf("README section lacks the footnote:\n%s", readme)
 	}
 }

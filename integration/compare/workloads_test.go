@@ -79,10 +79,20 @@ func (e *env) runRow(w Workload, tr toolRun) {
 		o.stopped, o.note = true, strings.TrimSpace(o.note+" (the mount was detached to end a system call that outlived the cap)")
 	}
 	cancel()
+	if tr.writeBack {
+		// What close acknowledged but the store does not hold yet (a row
+		// stopped at its cap): wait for it before unmounting, as the
+		// unmount itself would (up to --unmount-wait).
+		if out, err := exec.Command(tr.exe, "sync", "--timeout", "60s", m.dir).CombinedOutput(); err != nil {
+			o.note = strings.TrimSpace(o.note + fmt.Sprintf("; bucketfs sync before the unmount: %v %s", err, strings.TrimSpace(string(out))))
+		}
+	}
 	if err := m.stop(); err != nil {
 		o.note = strings.TrimSpace(o.note + "; unmount: " + err.Error())
 	}
-	// rclone's cache of row 2 alone holds 4 GiB: free the disk.
+	// rclone's cache of row 2 alone holds 4 GiB: free the disk. (bucketfs
+	// --write-back's journal and staged files are there too: the unmount
+	// waited for their uploads.)
 	os.RemoveAll(filepath.Join(filepath.Dir(m.dir), "cache"))
 	res.Value, res.Note = o.value, o.note
 	switch {
@@ -116,9 +126,9 @@ func (e *env) workload(ctx context.Context, w Workload, tr toolRun, dir string) 
 	case "small":
 		return e.small(ctx, dir)
 	case "write":
-		return e.write(ctx, dir, tr.name)
+		return e.write(ctx, dir, tr.key)
 	case "cpr":
-		return e.copyTree(ctx, dir, tr.name)
+		return e.copyTree(ctx, dir, tr.key)
 	}
 	return outcome{err: fmt.Errorf("unknown workload %s", w.ID)}
 }
