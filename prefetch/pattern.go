@@ -20,18 +20,68 @@ const backSlack = 2 << 20
 // first few reads.
 const minRunBytes = 256 << 10
 
-// runFloor is how many bytes the current run must cover to be a stream.
+// runFloor is how many bytes a run from start must cover to be a stream.
 // A run from the file's start needs only minRunBytes: there the kernel's
 // read-ahead sends one request for a read, with the page that starts its
 // asynchronous read-ahead just past the read, so two contiguous requests
 // mean a reader that went on (a sequential reader of a file last read
 // randomly, see startRandom).
-// REQUIRES: r.mu held.
-func (r *Reader) runFloor() int64 {
-	if r.runStart == 0 {
+func (r *Reader) runFloor(start int64) int64 {
+	if start == 0 {
 		return minRunBytes
 	}
 	return max(r.m.splitBytes.Load(), minRunBytes)
+}
+
+// A run is contiguous bytes [start, end) read outside the stream, in reads
+// requests.
+type run struct {
+	start, end int64
+	reads      int
+}
+
+// maxRuns is how many runs a Reader follows at once. The kernel sends a
+// sequential reader's read-ahead as several requests at once and the
+// daemon serves them in parallel, so they can reach classifyLocked out of
+// order: [0,32K), [160K,416K), [32K,160K). With one run, each request
+// that skips ahead started a new run, and the reader was served by exact
+// GETs until two requests happened to arrive in order; with a few, the
+// request that fills the gap joins the pieces.
+const maxRuns = 4
+
+// joinRunLocked adds [off, end) to the runs and returns the run it joined,
+// now runs[0]. The read continues a run that ends where it starts, or the
+// most recent run when it starts inside it (out-of-order requests
+// overlap); a read that continues a run and ends where another starts
+// fills the gap between them and joins both. Otherwise it starts a new
+// run in place of the least recent. Random reads rarely start exactly
+// where another ended, so they stay apart; a reader stepping backwards
+// never continues a run.
+// REQUIRES: r.mu held.
+func (r *Reader) joinRunLocked(off, end int64) run {
+	cont := -1
+	for i, u := range r.runs {
+		if u.reads > 0 && (off == u.end || (i == 0 && off >= u.start && off <= u.end)) {
+			cont = i
+			break
+		}
+	}
+	j := run{start: off, end: end, reads: 1}
+	var apart [maxRuns - 1]run
+	n := 0
+	for i, u := range r.runs {
+		switch {
+		case u.reads == 0:
+		case i == cont || (cont >= 0 && end == u.start):
+			j = run{start: min(j.start, u.start), end: max(j.end, u.end), reads: j.reads + u.reads}
+		case n < len(apart):
+			apart[n] = u
+			n++
+		}
+	}
+	r.runs = [maxRuns]run{j}
+	copy(r.runs[1:], apart[:n])
+	return j
 }
 
 // leadTime is how far ahead of a stream's reader, in time at its measured
@@ -54,21 +104,17 @@ func (r *Reader) classifyLocked(off, end int64) bool {
 		}
 		return true
 	}
-	// A read continuing the run (or overlapping its end, as out-of-order
-	// kernel requests do) extends it; anything else starts a new run.
-	if off >= r.runStart && off <= r.runEnd && r.runEnd > r.runStart {
-		r.runEnd = max(r.runEnd, end)
-		r.runReads++
-	} else {
-		r.runStart, r.runEnd, r.runReads = off, end, 1
-	}
+	// A read continuing a recent run (or overlapping it, or filling the
+	// gap between two, as out-of-order kernel requests do) extends it;
+	// anything else starts a new run.
+	j := r.joinRunLocked(off, end)
 	// A first read at the start is taken for a sequential reader (cp,
 	// cat, a player): its block is fetched whole and read ahead of, unless
 	// the file's last reader read it randomly (startRandom).
-	if (off == 0 && r.s == nil && !r.startRandom) || (r.runReads >= 2 && r.runEnd-r.runStart > r.runFloor()) {
+	if (off == 0 && r.s == nil && !r.startRandom) || (j.reads >= 2 && j.end-j.start > r.runFloor(j.start)) {
 		r.dropStreamLocked()
-		r.s = r.newStream(r.runStart, end)
-		r.runStart, r.runEnd, r.runReads = 0, 0, 0
+		r.s = r.newStream(j.start, j.end)
+		r.runs = [maxRuns]run{}
 		return true
 	}
 	if r.s != nil {

@@ -120,3 +120,48 @@ func TestRandomFilesBounded(t *testing.T) {
 		t.Error("a file set sequential is still remembered")
 	}
 }
+
+// TestOutOfOrderRequestsBecomeStream: the kernel's read-ahead requests of
+// one sequential reader, served in parallel, can arrive out of order (as
+// a mount under load saw: [0,32K), [160K,416K), [32K,160K), [950K,2M),
+// [416K,950K), here with a last request larger). The request that fills a gap joins the runs on either
+// side, so the reader becomes a stream as soon as the requests in order
+// would have made it one.
+func TestOutOfOrderRequestsBecomeStream(t *testing.T) {
+	fx := newFixture(t, 64*mib, 0, 32*mib)
+	fx.m.SetSplitBytes(2 * mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	base := int64(20 * mib)
+	for _, rq := range [][2]int64{{0, 32 << 10}, {160 << 10, 416 << 10}, {32 << 10, 160 << 10}, {950 << 10, 3072 << 10}} {
+		fx.read(t, r, base+rq[0], int(rq[1]-rq[0]))
+	}
+	if n := fx.m.Stats.StreamsStarted.Load(); n != 0 {
+		t.Fatalf("%d streams started before the requests cover 2 MiB", n)
+	}
+	fx.read(t, r, base+416<<10, (950-416)<<10)
+	if n := fx.m.Stats.StreamsStarted.Load(); n != 1 {
+		t.Errorf("five requests covering 3 MiB, out of order, started %d streams, want 1", n)
+	}
+}
+
+// TestBackwardReaderIsNotStream: a reader stepping backwards through a
+// file (each request ending where the last began) never forms a run, so
+// it starts no stream and fetches exactly what it reads.
+func TestBackwardReaderIsNotStream(t *testing.T) {
+	fx := newFixture(t, 64*mib, 0, 32*mib)
+	r := fx.m.NewReader(fx.v)
+	defer r.Close()
+	const step = 128 << 10
+	for i := range int64(32) {
+		fx.read(t, r, 40*mib-(i+1)*step, step)
+	}
+	fx.settle(t)
+	s := &fx.m.Stats
+	if n := s.StreamsStarted.Load(); n != 0 {
+		t.Errorf("a backward reader started %d streams", n)
+	}
+	if got, want := s.BytesFetched.Load(), int64(32*step); got != want {
+		t.Errorf("fetched %d bytes for %d read", got, want)
+	}
+}

@@ -31,12 +31,11 @@ type Reader struct {
 	active atomic.Int32 // reads under way; a file being read is not idle
 	mu     sync.Mutex   // protects the following
 	s      *stream      // GUARDED_BY(mu)
-	// run is the contiguous run of reads outside the stream: [runStart,
-	// runEnd), in runReads reads. It becomes the stream as classifyLocked
-	// says (at least two reads, more than minRunBytes).
-	runStart, runEnd int64 // GUARDED_BY(mu)
-	runReads         int   // GUARDED_BY(mu)
-	reads            int64 // GUARDED_BY(mu); reads served so far
+	// runs are the recent contiguous runs of reads outside the stream,
+	// most recent first. One becomes the stream as classifyLocked says
+	// (at least two reads, more than runFloor bytes).
+	runs  [maxRuns]run // GUARDED_BY(mu)
+	reads int64        // GUARDED_BY(mu); reads served so far
 	// streamReads and randomReads count the reads classified each way;
 	// streams counts the streams started. Close passes them on to the
 	// next Reader of the file (rememberPattern).
