@@ -50,18 +50,24 @@ type run struct {
 const maxRuns = 4
 
 // joinRunLocked adds [off, end) to the runs and returns the run it joined,
-// now runs[0]. The read continues a run that ends where it starts, or the
-// most recent run when it starts inside it (out-of-order requests
-// overlap); a read that continues a run and ends where another starts
-// fills the gap between them and joins both. Otherwise it starts a new
-// run in place of the least recent. Random reads rarely start exactly
-// where another ended, so they stay apart; a reader stepping backwards
-// never continues a run.
+// now runs[0]. The read continues the most recent run when it starts
+// inside it or at its end (out-of-order requests overlap), or an older
+// run that ends where it starts while a read of that run is still being
+// served; a read that continues a run and ends where a run being read
+// starts fills the gap between them and joins both. Otherwise it starts a
+// new run in place of the least recent.
+//
+// Only requests served at the same time are joined out of order: those
+// are the pieces of one read-ahead the kernel sent at once. One handle's
+// random preads come one after another, and a pread overlapping pages an
+// earlier one cached asks for pages starting exactly where that one's
+// ended; joining it to a finished run would make two random preads a
+// stream. A reader stepping backwards never continues a run.
 // REQUIRES: r.mu held.
 func (r *Reader) joinRunLocked(off, end int64) run {
 	cont := -1
 	for i, u := range r.runs {
-		if u.reads > 0 && (off == u.end || (i == 0 && off >= u.start && off <= u.end)) {
+		if u.reads > 0 && ((i == 0 && off >= u.start && off <= u.end) || (off == u.end && r.servingLocked(u))) {
 			cont = i
 			break
 		}
@@ -72,7 +78,7 @@ func (r *Reader) joinRunLocked(off, end int64) run {
 	for i, u := range r.runs {
 		switch {
 		case u.reads == 0:
-		case i == cont || (cont >= 0 && end == u.start):
+		case i == cont || (cont >= 0 && end == u.start && r.servingLocked(u)):
 			j = run{start: min(j.start, u.start), end: max(j.end, u.end), reads: j.reads + u.reads}
 		case n < len(apart):
 			apart[n] = u
@@ -82,6 +88,17 @@ func (r *Reader) joinRunLocked(off, end int64) run {
 	r.runs = [maxRuns]run{j}
 	copy(r.runs[1:], apart[:n])
 	return j
+}
+
+// servingLocked reports whether a read of run u is being served.
+// REQUIRES: r.mu held.
+func (r *Reader) servingLocked(u run) bool {
+	for _, p := range r.pending {
+		if p.start < u.end && p.end > u.start {
+			return true
+		}
+	}
+	return false
 }
 
 // leadTime is how far ahead of a stream's reader, in time at its measured

@@ -1,6 +1,12 @@
 package prefetch
 
-import "testing"
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
 
 // TestRandomReadSplitByKernelIsNotStream: with the kernel's read-ahead
 // raised to 1 MiB (SplitBytes 2 MiB), one random 256 KiB read that arrives
@@ -124,24 +130,85 @@ func TestRandomFilesBounded(t *testing.T) {
 // TestOutOfOrderRequestsBecomeStream: the kernel's read-ahead requests of
 // one sequential reader, served in parallel, can arrive out of order (as
 // a mount under load saw: [0,32K), [160K,416K), [32K,160K), [950K,2M),
-// [416K,950K), here with a last request larger). The request that fills a gap joins the runs on either
-// side, so the reader becomes a stream as soon as the requests in order
-// would have made it one.
+// [416K,950K), here with a last request larger). While they are all being
+// served, the request that fills a gap joins the runs on either side, so
+// the reader becomes a stream as soon as the requests in order would have
+// made it one.
 func TestOutOfOrderRequestsBecomeStream(t *testing.T) {
-	fx := newFixture(t, 64*mib, 0, 32*mib)
+	fx := newFixture(t, 64*mib, 100*time.Millisecond, 32*mib)
 	fx.m.SetSplitBytes(2 * mib)
 	r := fx.m.NewReader(fx.v)
 	defer r.Close()
 	base := int64(20 * mib)
+	var wg sync.WaitGroup
+	read := func(from, to int64) {
+		wg.Go(func() {
+			buf := make([]byte, to-from)
+			if _, err := r.ReadAt(context.Background(), buf, base+from); err != nil {
+				t.Errorf("read at %d: %v", base+from, err)
+			} else if !bytes.Equal(buf, fx.data[base+from:base+to]) {
+				t.Errorf("read at %d: wrong bytes", base+from)
+			}
+		})
+		time.Sleep(10 * time.Millisecond) // in this order, all in flight at once
+	}
 	for _, rq := range [][2]int64{{0, 32 << 10}, {160 << 10, 416 << 10}, {32 << 10, 160 << 10}, {950 << 10, 3072 << 10}} {
-		fx.read(t, r, base+rq[0], int(rq[1]-rq[0]))
+		read(rq[0], rq[1])
 	}
 	if n := fx.m.Stats.StreamsStarted.Load(); n != 0 {
-		t.Fatalf("%d streams started before the requests cover 2 MiB", n)
+		t.Errorf("%d streams started before the requests cover 2 MiB", n)
 	}
-	fx.read(t, r, base+416<<10, (950-416)<<10)
+	read(416<<10, 950<<10)
+	wg.Wait()
 	if n := fx.m.Stats.StreamsStarted.Load(); n != 1 {
 		t.Errorf("five requests covering 3 MiB, out of order, started %d streams, want 1", n)
+	}
+}
+
+// TestRandomPreadsStayApart: one handle's random preads come one after
+// another, each as the kernel's read-around plus an asynchronous
+// read-ahead (about 1 MiB in all). A later pread that asks for pages
+// starting exactly where an earlier, finished one ended, or exactly
+// filling the gap between two finished ones, does not join them into a
+// stream: only requests served at the same time are joined out of order.
+func TestRandomPreadsStayApart(t *testing.T) {
+	fx := newFixture(t, 64*mib, 0, 32*mib)
+	fx.m.SetSplitBytes(2 * mib)
+	s := &fx.m.Stats
+	pread := func(r *Reader, off int64) int64 {
+		fx.read(t, r, off, 446464)
+		fx.read(t, r, off+446464, 634880)
+		return off + 446464 + 634880
+	}
+
+	// A pread continuing an earlier one after two others elsewhere.
+	r := fx.m.NewReader(fx.v)
+	e := pread(r, 20*mib)
+	fx.read(t, r, 40*mib, 256<<10)
+	fx.read(t, r, 50*mib, 256<<10)
+	pread(r, e)
+	r.Close()
+	if n := s.StreamsStarted.Load(); n != 0 {
+		t.Errorf("a pread continuing an earlier one started %d streams", n)
+	}
+
+	// A pread filling exactly the gap between two earlier ones.
+	r = fx.m.NewReader(fx.v)
+	x := int64(8 * mib)
+	fx.read(t, r, x, 446464)
+	fx.read(t, r, x+446464, mib-446464)
+	y := x + mib + 192<<10
+	fx.read(t, r, y, 446464)
+	fx.read(t, r, y+446464, mib-446464)
+	fx.read(t, r, x+mib, 192<<10)
+	r.Close()
+	fx.settle(t)
+	if n := s.StreamsStarted.Load(); n != 0 {
+		t.Errorf("a pread filling the gap between two earlier ones started %d streams", n)
+	}
+	want := int64(2*(446464+634880) + 2*256<<10 + 2*mib + 192<<10)
+	if got := s.BytesFetched.Load(); got != want {
+		t.Errorf("fetched %d bytes for %d read", got, want)
 	}
 }
 

@@ -34,8 +34,10 @@ type Reader struct {
 	// runs are the recent contiguous runs of reads outside the stream,
 	// most recent first. One becomes the stream as classifyLocked says
 	// (at least two reads, more than runFloor bytes).
-	runs  [maxRuns]run // GUARDED_BY(mu)
-	reads int64        // GUARDED_BY(mu); reads served so far
+	runs [maxRuns]run // GUARDED_BY(mu)
+	// pending are the reads outside a stream being served now.
+	pending []run // GUARDED_BY(mu)
+	reads   int64 // GUARDED_BY(mu); reads served so far
 	// streamReads and randomReads count the reads classified each way;
 	// streams counts the streams started. Close passes them on to the
 	// next Reader of the file (rememberPattern).
@@ -103,6 +105,8 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 		r.streamReads++
 	} else {
 		r.randomReads++
+		r.pending = append(r.pending, run{start: off, end: end})
+		defer r.donePending(off, end)
 	}
 	r.mu.Unlock()
 	if tailFirst {
@@ -135,6 +139,20 @@ func (r *Reader) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, f
 	}
 	r.m.Stats.BytesRead.Add(int64(len(data)))
 	return data, release, nil
+}
+
+// donePending removes the read [off, end) from r.pending.
+func (r *Reader) donePending(off, end int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, p := range r.pending {
+		if p.start == off && p.end == end {
+			last := len(r.pending) - 1
+			r.pending[i] = r.pending[last]
+			r.pending = r.pending[:last]
+			return
+		}
+	}
 }
 
 // Close cancels the Reader's GETs, releases its blocks and waits for the
