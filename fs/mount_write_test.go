@@ -327,3 +327,52 @@ func TestMountWriteNewDirNoLookups(t *testing.T) {
 		t.Fatalf("listing: %d names, %v", len(names), err)
 	}
 }
+
+// TestMountRenameDirWithOpenFile: a directory holding a file being
+// written (changes not stored) cannot be renamed (EBUSY); one holding a
+// file open with everything stored (fsynced, or closed with its release
+// still to come) can, and the open handle then writes to the new name.
+func TestMountRenameDirWithOpenFile(t *testing.T) {
+	f := store.NewFake()
+	f.CreateBucket("b")
+	dir := writeMount(t, f, nil)
+	d := filepath.Join(dir, "d")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h, err := os.OpenFile(filepath.Join(d, "x"), os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := h.Write([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(d, filepath.Join(dir, "e")); !errors.Is(err, syscall.EBUSY) {
+		t.Fatalf("rename of a directory with a file being written: %v, want EBUSY", err)
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(d, filepath.Join(dir, "e")); err != nil {
+		t.Fatalf("rename of a directory whose open file is stored: %v", err)
+	}
+	if got := stored(t, f, "e/x"); string(got) != "first" {
+		t.Fatalf("moved file: %q", got)
+	}
+	if _, err := h.WriteAt([]byte("FIRST, then more"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatalf("close after the rename: %v", err)
+	}
+	if got := stored(t, f, "e/x"); string(got) != "FIRST, then more" {
+		t.Fatalf("written after the rename: %q", got)
+	}
+	if _, err := f.Head(context.Background(), "b", "d/x"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("old name after the rename and a close: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "e", "x")); err != nil || string(got) != "FIRST, then more" {
+		t.Fatalf("read through the mount: %q %v", got, err)
+	}
+}

@@ -181,9 +181,21 @@ func (d *dirNode) renameDir(ctx context.Context, name string, nd *dirNode, newNa
 			return errno
 		}
 	}
+	// Files under it with a staged copy: one with changes not stored is
+	// being written (EBUSY); one without is stored as it is (closed, and
+	// its handle's release not here yet, or open with nothing written
+	// since its last close or fsync), moves with the copy and is pointed
+	// at its new object below.
+	var staged map[string]*fileNode
 	if ch := d.GetChild(name); ch != nil {
-		if sub, ok := ch.Operations().(*dirNode); ok && sub.hasStagedDeep() {
-			return syscall.EBUSY
+		if sub, ok := ch.Operations().(*dirNode); ok {
+			staged = map[string]*fileNode{}
+			sub.stagedDeep(staged)
+			for _, f := range staged {
+				if w := f.writer(); w != nil && w.Changed() {
+					return syscall.EBUSY
+				}
+			}
 		}
 	}
 	if len(d.m.cfg.Writer.PendingUnder(d.bucket, oldPrefix)) > 0 {
@@ -213,9 +225,10 @@ func (d *dirNode) renameDir(ctx context.Context, name string, nd *dirNode, newNa
 	// Copy every key, then delete the old ones: a failure half-way
 	// leaves the old tree whole.
 	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		first  error
+		copies = map[string]store.Object{} // by old key, of staged files
 	)
 	lim := make(chan struct{}, 8)
 	for _, o := range keys {
@@ -225,16 +238,31 @@ func (d *dirNode) renameDir(ctx context.Context, name string, nd *dirNode, newNa
 			defer wg.Done()
 			defer func() { <-lim }()
 			spec := write.CopySpec{SrcBucket: d.bucket, Src: o, Bucket: d.bucket, Key: newPrefix + strings.TrimPrefix(o.Key, oldPrefix)}
-			if _, err := d.m.cfg.Writer.Copy(ctx, spec); err != nil {
-				mu.Lock()
-				first = cmpOr(first, err)
-				mu.Unlock()
+			c, err := d.m.cfg.Writer.Copy(ctx, spec)
+			mu.Lock()
+			first = cmpOr(first, err)
+			if err == nil && staged[o.Key] != nil {
+				copies[o.Key] = c
 			}
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	if first != nil {
 		return d.changeErrno(first, "rename", name)
+	}
+	for key, f := range staged {
+		w := f.writer()
+		c, ok := copies[key]
+		if w == nil || !ok {
+			continue
+		}
+		c.Metadata = w.Metadata() // stored as it is: the copy kept them
+		if !w.Rebase(d.bucket, newPrefix+strings.TrimPrefix(key, oldPrefix), c) {
+			// Written to during the rename: its next close stores it
+			// under the old name, as a file written after the move.
+			f.log().WithField("op", "rename").Warn("the file was written to while its directory was renamed; its next close stores it under the old name")
+		}
 	}
 	if len(keys) == 0 {
 		// A directory only implied by an upload in progress elsewhere, or
@@ -304,17 +332,21 @@ func (f *fileNode) retarget(key string) {
 	f.m.inodes.rename(f.bucket, old, key, f.StableAttr().Ino)
 }
 
-// hasStagedDeep is hasStaged for d's whole subtree as the kernel holds it.
-func (d *dirNode) hasStagedDeep() bool {
-	if d.hasStaged() {
-		return true
-	}
+// stagedDeep adds to out, by key, the files with a staged copy (not
+// unlinked) in d's whole subtree as the kernel holds it.
+func (d *dirNode) stagedDeep(out map[string]*fileNode) {
 	for _, ch := range d.Children() {
-		if sub, ok := ch.Operations().(*dirNode); ok && sub.hasStagedDeep() {
-			return true
+		switch n := ch.Operations().(type) {
+		case *dirNode:
+			n.stagedDeep(out)
+		case *fileNode:
+			n.mu.Lock()
+			if n.w != nil && !n.unlinked {
+				out[n.key] = n
+			}
+			n.mu.Unlock()
 		}
 	}
-	return false
 }
 
 func cmpOr(a, b error) error {
