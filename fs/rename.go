@@ -181,25 +181,13 @@ func (d *dirNode) renameDir(ctx context.Context, name string, nd *dirNode, newNa
 			return errno
 		}
 	}
-	// Files under it with a staged copy: one with changes not stored is
-	// being written (EBUSY); one without is stored as it is (closed, and
-	// its handle's release not here yet, or open with nothing written
-	// since its last close or fsync), moves with the copy and is pointed
-	// at its new object below.
-	var staged map[string]*fileNode
-	if ch := d.GetChild(name); ch != nil {
-		if sub, ok := ch.Operations().(*dirNode); ok {
-			staged = map[string]*fileNode{}
-			sub.stagedDeep(staged)
-			for _, f := range staged {
-				if w := f.writer(); w != nil && w.Changed() {
-					return syscall.EBUSY
-				}
-			}
-		}
-	}
 	if len(d.m.cfg.Writer.PendingUnder(d.bucket, oldPrefix)) > 0 {
 		return syscall.EBUSY
+	}
+	if ch := d.GetChild(name); ch != nil {
+		if sub, ok := ch.Operations().(*dirNode); ok && !sub.waitUnstaged(ctx, releaseWait) {
+			return syscall.EBUSY
+		}
 	}
 	limit := d.m.cfg.RenameDirLimit
 	if limit <= 0 {
@@ -225,10 +213,9 @@ func (d *dirNode) renameDir(ctx context.Context, name string, nd *dirNode, newNa
 	// Copy every key, then delete the old ones: a failure half-way
 	// leaves the old tree whole.
 	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		first  error
-		copies = map[string]store.Object{} // by old key, of staged files
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
 	)
 	lim := make(chan struct{}, 8)
 	for _, o := range keys {
@@ -238,31 +225,16 @@ func (d *dirNode) renameDir(ctx context.Context, name string, nd *dirNode, newNa
 			defer wg.Done()
 			defer func() { <-lim }()
 			spec := write.CopySpec{SrcBucket: d.bucket, Src: o, Bucket: d.bucket, Key: newPrefix + strings.TrimPrefix(o.Key, oldPrefix)}
-			c, err := d.m.cfg.Writer.Copy(ctx, spec)
-			mu.Lock()
-			first = cmpOr(first, err)
-			if err == nil && staged[o.Key] != nil {
-				copies[o.Key] = c
+			if _, err := d.m.cfg.Writer.Copy(ctx, spec); err != nil {
+				mu.Lock()
+				first = cmpOr(first, err)
+				mu.Unlock()
 			}
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	if first != nil {
 		return d.changeErrno(first, "rename", name)
-	}
-	for key, f := range staged {
-		w := f.writer()
-		c, ok := copies[key]
-		if w == nil || !ok {
-			continue
-		}
-		c.Metadata = w.Metadata() // stored as it is: the copy kept them
-		if !w.Rebase(d.bucket, newPrefix+strings.TrimPrefix(key, oldPrefix), c) {
-			// Written to during the rename: its next close stores it
-			// under the old name, as a file written after the move.
-			f.log().WithField("op", "rename").Warn("the file was written to while its directory was renamed; its next close stores it under the old name")
-		}
 	}
 	if len(keys) == 0 {
 		// A directory only implied by an upload in progress elsewhere, or
@@ -332,21 +304,38 @@ func (f *fileNode) retarget(key string) {
 	f.m.inodes.rename(f.bucket, old, key, f.StableAttr().Ino)
 }
 
-// stagedDeep adds to out, by key, the files with a staged copy (not
-// unlinked) in d's whole subtree as the kernel holds it.
-func (d *dirNode) stagedDeep(out map[string]*fileNode) {
+// releaseWait is how long a directory rename waits for the files under it
+// that have a staged copy to let it go. FUSE sends a handle's RELEASE
+// after close(2) has returned, and the staged copy goes only then: `cp x
+// d/ && mv d e` would otherwise fail at random with EBUSY. A file still
+// open for writing after that makes the rename EBUSY: its handle would
+// go on writing under the old name.
+const releaseWait = 2 * time.Second
+
+// waitUnstaged reports whether d's subtree has no file with a staged
+// copy, waiting up to max for handles closed just before to be released.
+func (d *dirNode) waitUnstaged(ctx context.Context, max time.Duration) bool {
+	deadline := time.Now().Add(max)
+	for d.hasStagedDeep() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// hasStagedDeep is hasStaged for d's whole subtree as the kernel holds it.
+func (d *dirNode) hasStagedDeep() bool {
+	if d.hasStaged() {
+		return true
+	}
 	for _, ch := range d.Children() {
-		switch n := ch.Operations().(type) {
-		case *dirNode:
-			n.stagedDeep(out)
-		case *fileNode:
-			n.mu.Lock()
-			if n.w != nil && !n.unlinked {
-				out[n.key] = n
-			}
-			n.mu.Unlock()
+		if sub, ok := ch.Operations().(*dirNode); ok && sub.hasStagedDeep() {
+			return true
 		}
 	}
+	return false
 }
 
 func cmpOr(a, b error) error {
