@@ -55,6 +55,20 @@ type benchEnv struct {
 	profiles string
 }
 
+// benchOnly returns the workloads BENCH_ONLY selects ("1,2,8a"), or nil
+// when it is not set: all of them.
+func benchOnly() map[string]bool {
+	v := os.Getenv("BENCH_ONLY")
+	if v == "" {
+		return nil
+	}
+	only := map[string]bool{}
+	for _, w := range strings.Split(v, ",") {
+		only[strings.TrimSpace(w)] = true
+	}
+	return only
+}
+
 // runs reports whether workload w (as numbered in BENCHMARKS.md: "1",
 // "8a", "13b"...) is to run. BENCH_ONLY=1,2,8a runs only those; any
 // selection leaves BENCHMARKS.md as it was.
@@ -135,12 +149,7 @@ func TestBench(t *testing.T) {
 	defer px.Close()
 	px.SetLatency(benchLatency)
 	e := &benchEnv{t: t, px: px, bucket: "bench", direct: harness.Client(px.URL), profiles: os.Getenv("BENCH_PROFILE")}
-	if v := os.Getenv("BENCH_ONLY"); v != "" {
-		e.only = map[string]bool{}
-		for _, w := range strings.Split(v, ",") {
-			e.only[strings.TrimSpace(w)] = true
-		}
-	}
+	e.only = benchOnly()
 	if err := harness.CreateBucket(context.Background(), client, e.bucket); err != nil {
 		t.Fatal(err)
 	}
